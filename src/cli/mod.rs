@@ -1,0 +1,101 @@
+//! Command-line interface: argument types (clap derive) and dispatch. One thin file per
+//! command; the work happens in the library modules.
+
+mod completion;
+mod init;
+mod schema;
+mod validate;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const EXAMPLES: &str = "\
+Workflow:
+  kube-aws init --cluster-name prod --region us-west-2 --availability-zone us-west-2a \\
+      --external-dns-name k8s.example.com --hosted-zone-id Z1D633PJN98FT9 \\
+      --kms-key-arn arn:aws:kms:us-west-2:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab \\
+      --s3-uri s3://my-bucket/clusters
+  kube-aws validate
+  kube-aws --dir clusters/prod validate";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kube-aws",
+    version,
+    about = "Provision Kubernetes clusters on AWS from a reviewed cluster.yaml",
+    long_about = "kube-aws turns a cluster.yaml into nested CloudFormation stacks (network, etcd, \
+control plane, one per node pool) with KMS-encrypted TLS assets uploaded through S3.",
+    after_help = EXAMPLES
+)]
+pub struct Cli {
+    /// Cluster directory holding cluster.yaml and credentials/.
+    #[arg(
+        long,
+        global = true,
+        default_value = ".",
+        value_name = "DIR",
+        env = "KUBE_AWS_DIR"
+    )]
+    pub dir: PathBuf,
+    /// Print more detail.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write a documented cluster.yaml, its JSON Schema and a .gitignore.
+    Init(init::InitArgs),
+    /// Check cluster.yaml and report every problem with its field and line.
+    Validate(validate::ValidateArgs),
+    /// Print the JSON Schema of cluster.yaml.
+    #[command(after_help = "Example:\n  kube-aws schema > cluster.schema.json")]
+    Schema,
+    /// Print the version and the supported Kubernetes versions.
+    Version,
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Examples:\n  kube-aws completion bash > /etc/bash_completion.d/kube-aws\n  \
+kube-aws completion zsh > \"${fpath[1]}/_kube-aws\"\n  kube-aws completion fish > ~/.config/fish/completions/kube-aws.fish"
+    )]
+    Completion(completion::CompletionArgs),
+}
+
+/// A failure the user can act on: the message says what and how to fix it.
+pub type Result<T = ()> = anyhow::Result<T>;
+
+pub fn run(cli: Cli) -> ExitCode {
+    let result = match &cli.command {
+        Command::Init(args) => init::run(&cli, args),
+        Command::Validate(args) => validate::run(&cli, args),
+        Command::Schema => schema::run(),
+        Command::Version => {
+            println!("kube-aws {}", env!("CARGO_PKG_VERSION"));
+            println!(
+                "Kubernetes: {} (default {})",
+                crate::config::defaults::SUPPORTED_KUBERNETES_MINORS.join(", "),
+                crate::config::defaults::kubernetes_version()
+            );
+            Ok(())
+        }
+        Command::Completion(args) => completion::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", e.to_string().trim_end());
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Path of cluster.yaml in the cluster directory.
+pub fn cluster_yaml(cli: &Cli) -> PathBuf {
+    cli.dir.join("cluster.yaml")
+}

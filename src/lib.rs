@@ -1,0 +1,8 @@
+//! kube-aws: cluster.yaml → nested CloudFormation stacks on AWS.
+//!
+//! Data flows one way: `config` (parse + validate) → model → render → plan → apply.
+//! `config` is pure; only `aws` talks to AWS. See ARCHITECTURE.md.
+
+pub mod aws;
+pub mod cli;
+pub mod config;
