@@ -7,6 +7,12 @@ use super::location::{LocationIndex, join_index, join_key};
 use super::schema;
 use super::types::Config;
 use super::validate;
+use regex::Regex;
+use std::sync::LazyLock;
+
+static AT_LINE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r" at line \d+ column \d+").unwrap_or_else(|e| panic!("built-in regex: {e}"))
+});
 
 /// Parses and validates a cluster.yaml. `file` is only used in messages.
 pub fn parse(text: &str, file: &str) -> Result<Config, ConfigErrors> {
@@ -45,14 +51,21 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigErrors> {
             // Unknown keys do not stop deserialization, so the semantic checks run
             // too and one run reports everything.
             for mut d in validate::validate(&cfg) {
-                d.pos = index.value(&d.path);
+                d.pos = index.key(&d.path);
                 diags.push(d);
             }
             if diags.is_empty() {
                 return Ok(cfg);
             }
         }
-        Err(e) => diags.push(serde_diagnostic(&e, &index)),
+        Err(e) => {
+            let d = serde_diagnostic(&e, &index);
+            // A malformed document (no field path) makes the unknown-key list noise.
+            if d.path.is_empty() {
+                diags.clear();
+            }
+            diags.push(d);
+        }
     }
     diags.sort_by_key(|d| d.pos.map(|p| (p.line, p.column)));
     Err(errors(diags))
@@ -60,11 +73,9 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigErrors> {
 
 /// Turns a serde_yaml_ng error into a diagnostic with a clean path, position and fix.
 fn serde_diagnostic(e: &serde_yaml_ng::Error, index: &LocationIndex) -> Diagnostic {
-    let mut msg = e.to_string();
-    // serde_yaml_ng prints "<path>: <message> at line L column C".
-    if let Some(i) = msg.rfind(" at line ") {
-        msg.truncate(i);
-    }
+    // serde_yaml_ng prints "<path>: <message> at line L column C[, while …]"; the
+    // position is reported separately.
+    let mut msg = AT_LINE.replace_all(&e.to_string(), "").into_owned();
     let mut path = String::new();
     if let Some((p, rest)) = msg.split_once(": ")
         && !p.contains(' ')
