@@ -69,11 +69,7 @@ impl LocationIndex {
         let mut parser = Parser::new_from_str(text);
         let mut stack: Vec<Frame> = Vec::new();
         let mut documents = 0usize;
-        loop {
-            let (event, mark) = match parser.next_token() {
-                Ok(t) => t,
-                Err(_) => break,
-            };
+        while let Ok((event, mark)) = parser.next_token() {
             let pos = Pos::from(mark);
             match event {
                 Event::StreamEnd => break,
