@@ -6,3 +6,5 @@
 pub mod aws;
 pub mod cli;
 pub mod config;
+pub mod model;
+pub mod pki;

@@ -6,6 +6,8 @@
 //! local emulators need. Retries are adaptive, so throttling slows the client down
 //! instead of failing the run.
 
+pub mod kms;
+
 use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 
@@ -33,4 +35,43 @@ pub fn s3(cfg: &SdkConfig) -> aws_sdk_s3::Client {
 
 pub fn kms(cfg: &SdkConfig) -> aws_sdk_kms::Client {
     aws_sdk_kms::Client::new(cfg)
+}
+
+/// A one-line description of an SDK error: the service's code and message when there
+/// is one, the transport cause otherwise.
+pub fn describe<E, R>(e: &aws_sdk_kms::error::SdkError<E, R>) -> String
+where
+    E: aws_sdk_kms::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    use aws_sdk_kms::error::SdkError;
+    match e {
+        SdkError::ServiceError(se) => {
+            let err = se.err();
+            match (err.code(), err.message()) {
+                (Some(c), Some(m)) => format!("{c}: {m}"),
+                (Some(c), None) => c.to_string(),
+                _ => err.to_string(),
+            }
+        }
+        SdkError::DispatchFailure(d) => format!(
+            "cannot reach AWS: {}",
+            source_chain(
+                d.as_connector_error()
+                    .map(|c| c as &(dyn std::error::Error + 'static))
+            )
+        ),
+        SdkError::TimeoutError(_) => "AWS did not answer in time".to_string(),
+        other => source_chain(Some(other)),
+    }
+}
+
+fn source_chain(e: Option<&(dyn std::error::Error + 'static)>) -> String {
+    let mut parts = Vec::new();
+    let mut cur = e;
+    while let Some(err) = cur {
+        parts.push(err.to_string());
+        cur = err.source();
+    }
+    parts.join(": ")
 }

@@ -3,7 +3,9 @@
 
 mod completion;
 mod init;
+mod render;
 mod schema;
+mod show;
 mod validate;
 
 use clap::{Parser, Subcommand};
@@ -17,6 +19,8 @@ Workflow:
       --kms-key-arn arn:aws:kms:us-west-2:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab \\
       --s3-uri s3://my-bucket/clusters
   kube-aws validate
+  kube-aws render credentials --generate-ca
+  kube-aws show certificates
   kube-aws --dir clusters/prod validate";
 
 #[derive(Debug, Parser)]
@@ -51,6 +55,12 @@ pub enum Command {
     Init(init::InitArgs),
     /// Check cluster.yaml and report every problem with its field and line.
     Validate(validate::ValidateArgs),
+    /// Render assets into the cluster directory.
+    #[command(subcommand)]
+    Render(render::RenderCommand),
+    /// Inspect rendered assets.
+    #[command(subcommand)]
+    Show(show::ShowCommand),
     /// Print the JSON Schema of cluster.yaml.
     #[command(after_help = "Example:\n  kube-aws schema > cluster.schema.json")]
     Schema,
@@ -71,6 +81,8 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match &cli.command {
         Command::Init(args) => init::run(&cli, args),
         Command::Validate(args) => validate::run(&cli, args),
+        Command::Render(cmd) => render::run(&cli, cmd),
+        Command::Show(cmd) => show::run(&cli, cmd),
         Command::Schema => schema::run(),
         Command::Version => {
             println!("kube-aws {}", env!("CARGO_PKG_VERSION"));

@@ -423,6 +423,7 @@ pub enum RollingStrategy {
 pub enum KeyAlgorithm {
     #[default]
     EcdsaP256,
+    #[serde(rename = "rsa-2048")]
     Rsa2048,
 }
 
