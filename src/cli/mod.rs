@@ -3,6 +3,7 @@
 
 mod completion;
 mod init;
+mod inputs;
 mod render;
 mod schema;
 mod show;

@@ -9,6 +9,28 @@ use std::path::PathBuf;
 pub enum RenderCommand {
     /// Generate the cluster PKI, secrets and admin kubeconfig in credentials/.
     Credentials(CredentialsArgs),
+    /// Copy the stack templates and cloud-configs here for editing, and render them.
+    Stack(StackArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  kube-aws render stack                 # copy stack-templates/ and userdata/ here, then render
+  kube-aws render stack --diff          # how your copies differ from this release's built-ins
+  kube-aws render stack --export out/   # write every rendered asset for offline review
+  kube-aws render stack --force         # replace your edited copies with the built-ins
+
+Rendering reads your copies when present, the built-ins otherwise. Nothing here calls AWS.")]
+pub struct StackArgs {
+    /// Show how the local copies differ from the built-in templates, and exit.
+    #[arg(long, conflicts_with_all = ["force", "export"])]
+    pub diff: bool,
+    /// Overwrite local copies that differ from the built-ins (each is saved as <file>.orig).
+    #[arg(long)]
+    pub force: bool,
+    /// Write the fully rendered assets (templates as JSON, cloud-configs, stubs) to DIR.
+    #[arg(long, value_name = "DIR")]
+    pub export: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -46,6 +68,7 @@ pub struct CredentialsArgs {
 pub fn run(cli: &Cli, cmd: &RenderCommand) -> Result {
     match cmd {
         RenderCommand::Credentials(a) => credentials(cli, a),
+        RenderCommand::Stack(a) => stack(cli, a),
     }
 }
 
@@ -128,5 +151,110 @@ fn credentials(cli: &Cli, a: &CredentialsArgs) -> Result {
     println!(
         "Plaintext keys stay local: .gitignore keeps them out of git; only KMS-encrypted copies are uploaded."
     );
+    Ok(())
+}
+
+fn stack(cli: &Cli, a: &StackArgs) -> Result {
+    use crate::render::templates::BUILTIN;
+    if a.diff {
+        let mut differ = 0;
+        for (rel, builtin) in BUILTIN {
+            let path = cli.dir.join(rel);
+            let Ok(mine) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            if mine != *builtin {
+                differ += 1;
+                let diff = similar::TextDiff::from_lines(*builtin, mine.as_str());
+                print!(
+                    "{}",
+                    diff.unified_diff()
+                        .context_radius(3)
+                        .header(&format!("built-in/{rel}"), &path.display().to_string())
+                );
+            }
+        }
+        println!(
+            "{differ} of {} files differ from the built-in templates of kube-aws {}",
+            BUILTIN.len(),
+            env!("CARGO_PKG_VERSION")
+        );
+        return Ok(());
+    }
+    let cfg = crate::config::read(&cluster_yaml(cli))?;
+    let (mut created, mut kept_edits, mut replaced) = (Vec::new(), Vec::new(), Vec::new());
+    for (rel, builtin) in BUILTIN {
+        let path = cli.dir.join(rel);
+        match std::fs::read_to_string(&path) {
+            Ok(mine) if mine == *builtin => {}
+            Ok(mine) if a.force => {
+                let orig = path.with_extension(format!(
+                    "{}.orig",
+                    path.extension().and_then(|e| e.to_str()).unwrap_or("")
+                ));
+                std::fs::write(&orig, mine)
+                    .with_context(|| format!("writing {}", orig.display()))?;
+                pki::store::write_atomic(&path, builtin.as_bytes(), 0o644)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                replaced.push(rel.to_string());
+            }
+            Ok(_) => kept_edits.push(rel.to_string()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent)
+                        .with_context(|| format!("creating {}", parent.display()))?;
+                }
+                pki::store::write_atomic(&path, builtin.as_bytes(), 0o644)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                created.push(rel.to_string());
+            }
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+    if !created.is_empty() {
+        println!(
+            "copied {} built-in template{} into {}",
+            created.len(),
+            if created.len() == 1 { "" } else { "s" },
+            cli.dir.display()
+        );
+    }
+    for r in &replaced {
+        println!("replaced your edited {r} with the built-in (yours is saved as {r}.orig)");
+    }
+    for k in &kept_edits {
+        println!("kept your edited {k} (`kube-aws render stack --diff` shows the changes)");
+    }
+
+    let model = Model::derive(&cfg);
+    let templates = super::inputs::templates(&cli.dir)?;
+    let creds = super::inputs::credentials(&cli.dir)?;
+    let started = std::time::Instant::now();
+    let assets = crate::render::render(&cfg, &model, &templates, &creds)?;
+    let elapsed = started.elapsed();
+    println!(
+        "rendered {} assets in {} ms:",
+        assets.assets.len(),
+        elapsed.as_millis()
+    );
+    for a in assets.assets.values() {
+        println!("  {:<32} {:>8} bytes  {}", a.name, a.body.len(), a.key);
+    }
+    if let Some(dir) = &a.export {
+        for asset in assets.assets.values() {
+            let rel = asset
+                .key
+                .strip_prefix(&format!("{}/", model.s3_prefix))
+                .unwrap_or(&asset.key);
+            let path = dir.join(rel);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("creating {}", parent.display()))?;
+            }
+            std::fs::write(&path, &asset.body)
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        println!("exported to {} (no AWS access was needed)", dir.display());
+    }
     Ok(())
 }

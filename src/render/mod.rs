@@ -1,0 +1,596 @@
+//! Rendering: Config + Model + templates + credential fingerprints → the asset set
+//! (every stack template as compact JSON, every cloud-config and user-data stub), each
+//! with its content-hashed S3 key. Pure and deterministic: no I/O, no clock, no AWS.
+//!
+//! Order matters and follows the data: cloud-configs first (their hashes name their S3
+//! keys), then the stubs that fetch them (inlined into launch templates), then the
+//! child stack templates, then the root stack that points at the children by key.
+
+pub mod context;
+pub mod templates;
+
+use crate::config::Config;
+use crate::model::Model;
+use base64::Engine;
+use context::{Ctx, UserdataRef};
+use regex::Regex;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::LazyLock;
+use templates::Templates;
+
+/// CloudFormation's limit for a template given by URL.
+pub const MAX_TEMPLATE_BYTES: usize = 460_800;
+/// CloudFormation's limit of resources per stack.
+pub const MAX_RESOURCES: usize = 500;
+/// EC2's limit for user data (before base64).
+pub const MAX_USER_DATA_BYTES: usize = 16_384;
+/// Hex digits of the content hash in S3 keys (64 bits).
+const HASH_LEN: usize = 16;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    Template,
+    CloudConfig,
+    UserDataStub,
+}
+
+/// One rendered file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Asset {
+    /// Stable logical name: `stack/root`, `stack/node-pool/general`, `userdata/etcd`, …
+    pub name: String,
+    /// Full S3 key (under `<prefix>/<clusterName>/`); content-hashed. Stubs are not
+    /// uploaded (they live inside launch templates) but carry a key for export.
+    pub key: String,
+    pub body: Vec<u8>,
+    pub sha256: String,
+    pub kind: Kind,
+}
+
+/// Everything `render` produced, by logical name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AssetSet {
+    pub assets: BTreeMap<String, Asset>,
+}
+
+impl AssetSet {
+    pub fn root(&self) -> Option<&Asset> {
+        self.assets.get("stack/root")
+    }
+    /// The assets to upload (templates and cloud-configs), sorted by key.
+    pub fn uploads(&self) -> Vec<&Asset> {
+        let mut v: Vec<&Asset> = self
+            .assets
+            .values()
+            .filter(|a| a.kind != Kind::UserDataStub)
+            .collect();
+        v.sort_by(|a, b| a.key.cmp(&b.key));
+        v
+    }
+}
+
+/// What rendering needs from credentials/: certificate PEMs (public) and the sha256 of
+/// every secret's plaintext (its `.enc` is stored under a key named by it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Credentials {
+    pub public: BTreeMap<String, String>,
+    pub fingerprints: BTreeMap<String, String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("{template}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Template {
+        template: String,
+        line: Option<usize>,
+        message: String,
+    },
+    #[error("{0}")]
+    Limit(String),
+    #[error("credentials/{file} is missing\n  fix: run `kube-aws render credentials` first")]
+    MissingCredential { file: String },
+}
+
+/// (credentials file, destination on the node) per role.
+pub const ETCD_PUBLIC: &[(&str, &str)] = &[
+    ("etcd-ca.pem", "etcd/ca.crt"),
+    ("etcd-server.pem", "etcd/server.crt"),
+    ("etcd-peer.pem", "etcd/peer.crt"),
+    ("etcd-client.pem", "etcd/client.crt"),
+];
+pub const ETCD_SECRETS: &[(&str, &str)] = &[
+    ("etcd-server-key.pem", "/etc/kubernetes/pki/etcd/server.key"),
+    ("etcd-peer-key.pem", "/etc/kubernetes/pki/etcd/peer.key"),
+    ("etcd-client-key.pem", "/etc/kubernetes/pki/etcd/client.key"),
+];
+pub const CONTROLLER_PUBLIC: &[(&str, &str)] = &[
+    ("ca.pem", "ca.crt"),
+    ("front-proxy-ca.pem", "front-proxy-ca.crt"),
+    ("etcd-ca.pem", "etcd/ca.crt"),
+    ("apiserver.pem", "apiserver.crt"),
+    (
+        "apiserver-kubelet-client.pem",
+        "apiserver-kubelet-client.crt",
+    ),
+    ("front-proxy-client.pem", "front-proxy-client.crt"),
+    ("apiserver-etcd-client.pem", "apiserver-etcd-client.crt"),
+    ("service-account-pub.pem", "sa.pub"),
+];
+/// The controllers hold the cluster and front-proxy CA keys (kubeadm signs kubelet and
+/// component certificates with them) but never the etcd CA key.
+pub const CONTROLLER_SECRETS: &[(&str, &str)] = &[
+    ("ca-key.pem", "/etc/kubernetes/pki/ca.key"),
+    (
+        "front-proxy-ca-key.pem",
+        "/etc/kubernetes/pki/front-proxy-ca.key",
+    ),
+    ("apiserver-key.pem", "/etc/kubernetes/pki/apiserver.key"),
+    (
+        "apiserver-kubelet-client-key.pem",
+        "/etc/kubernetes/pki/apiserver-kubelet-client.key",
+    ),
+    (
+        "front-proxy-client-key.pem",
+        "/etc/kubernetes/pki/front-proxy-client.key",
+    ),
+    (
+        "apiserver-etcd-client-key.pem",
+        "/etc/kubernetes/pki/apiserver-etcd-client.key",
+    ),
+    ("service-account-key.pem", "/etc/kubernetes/pki/sa.key"),
+    (
+        "encryption-config.yaml",
+        "/etc/kubernetes/encryption-config.yaml",
+    ),
+    ("kubelet-bootstrap-token", "/etc/kubernetes/bootstrap-token"),
+];
+pub const WORKER_PUBLIC: &[(&str, &str)] = &[("ca.pem", "ca.crt")];
+pub const WORKER_SECRETS: &[(&str, &str)] =
+    &[("kubelet-bootstrap-token", "/etc/kubernetes/bootstrap-token")];
+
+/// S3 key, relative to the cluster prefix, of a secret's ciphertext.
+pub fn secret_key(file: &str, fingerprint: &str) -> String {
+    format!(
+        "credentials/{file}-{}.enc",
+        &fingerprint[..HASH_LEN.min(fingerprint.len())]
+    )
+}
+
+#[derive(Serialize)]
+struct PublicFile {
+    dest: String,
+    pem: String,
+}
+
+#[derive(Serialize)]
+struct SecretFile {
+    name: String,
+    key: String,
+    dest: String,
+}
+
+#[derive(Serialize)]
+struct RoleFiles {
+    public: Vec<PublicFile>,
+    secrets: Vec<SecretFile>,
+}
+
+fn role_files(
+    creds: &Credentials,
+    prefix: &str,
+    public: &[(&str, &str)],
+    secrets: &[(&str, &str)],
+) -> Result<RoleFiles, RenderError> {
+    let missing = |f: &str| RenderError::MissingCredential {
+        file: f.to_string(),
+    };
+    Ok(RoleFiles {
+        public: public
+            .iter()
+            .map(|(f, d)| {
+                Ok(PublicFile {
+                    dest: d.to_string(),
+                    pem: creds.public.get(*f).ok_or_else(|| missing(f))?.clone(),
+                })
+            })
+            .collect::<Result<_, RenderError>>()?,
+        secrets: secrets
+            .iter()
+            .map(|(f, d)| {
+                let fp = creds.fingerprints.get(*f).ok_or_else(|| missing(f))?;
+                Ok(SecretFile {
+                    name: f.to_string(),
+                    key: format!("{prefix}/{}", secret_key(f, fp)),
+                    dest: d.to_string(),
+                })
+            })
+            .collect::<Result<_, RenderError>>()?,
+    })
+}
+
+pub fn sha256_hex(b: &[u8]) -> String {
+    crate::pki::envelope::sha256_hex(b)
+}
+
+fn indent_filter(
+    value: &tera::Value,
+    args: &HashMap<String, tera::Value>,
+) -> tera::Result<tera::Value> {
+    let n = args.get("n").and_then(tera::Value::as_u64).unwrap_or(2) as usize;
+    let s = value
+        .as_str()
+        .ok_or_else(|| tera::Error::msg("indent: not a string"))?;
+    let pad = " ".repeat(n);
+    let out: Vec<String> = s
+        .trim_end_matches('\n')
+        .lines()
+        .map(|l| {
+            if l.is_empty() {
+                String::new()
+            } else {
+                format!("{pad}{l}")
+            }
+        })
+        .collect();
+    Ok(tera::Value::String(out.join("\n")))
+}
+
+static UNDEFINED: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"Variable `([^`]+)` not found").unwrap_or_else(|e| panic!("built-in regex: {e}"))
+});
+
+/// A tera failure as the user should read it: the template, the line and the variable.
+fn tera_error(template: &str, source: &str, e: &tera::Error) -> RenderError {
+    let mut chain = vec![e.to_string()];
+    let mut cur = std::error::Error::source(e);
+    while let Some(c) = cur {
+        chain.push(c.to_string());
+        cur = c.source();
+    }
+    let text = chain.join(": ");
+    if let Some(var) = UNDEFINED
+        .captures(&text)
+        .and_then(|c| c.get(1))
+        .map(|m| m.as_str().to_string())
+    {
+        let line = source.lines().position(|l| l.contains(&var)).map(|i| i + 1);
+        return RenderError::Template {
+            template: template.to_string(),
+            line,
+            message: format!(
+                "variable `{var}` is not defined\n  fix: check its spelling; `kube-aws render stack --diff` shows your edits to the built-in template"
+            ),
+        };
+    }
+    let line = Regex::new(r"--> (\d+):\d+").ok().and_then(|r| {
+        r.captures(&text)
+            .and_then(|c| c.get(1))
+            .and_then(|m| m.as_str().parse().ok())
+    });
+    RenderError::Template {
+        template: template.to_string(),
+        line,
+        message: text,
+    }
+}
+
+/// YAML (with CloudFormation short-form tags such as `!Ref`) → JSON.
+fn yaml_to_json(v: serde_yaml_ng::Value) -> Result<serde_json::Value, String> {
+    use serde_json::Value as J;
+    use serde_yaml_ng::Value as Y;
+    Ok(match v {
+        Y::Null => J::Null,
+        Y::Bool(b) => J::Bool(b),
+        Y::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                J::from(i)
+            } else if let Some(u) = n.as_u64() {
+                J::from(u)
+            } else {
+                serde_json::Number::from_f64(n.as_f64().unwrap_or(0.0))
+                    .map(J::Number)
+                    .unwrap_or(J::Null)
+            }
+        }
+        Y::String(s) => J::String(s),
+        Y::Sequence(seq) => J::Array(
+            seq.into_iter()
+                .map(yaml_to_json)
+                .collect::<Result<_, _>>()?,
+        ),
+        Y::Mapping(m) => {
+            let mut out = serde_json::Map::new();
+            for (k, v) in m {
+                let key = match k {
+                    Y::String(s) => s,
+                    Y::Number(n) => n.to_string(),
+                    Y::Bool(b) => b.to_string(),
+                    other => return Err(format!("a mapping key must be a scalar, not {other:?}")),
+                };
+                out.insert(key, yaml_to_json(v)?);
+            }
+            J::Object(out)
+        }
+        Y::Tagged(t) => {
+            let tag = t.tag.to_string();
+            let name = tag.trim_start_matches('!');
+            let value = yaml_to_json(t.value)?;
+            let mut o = serde_json::Map::new();
+            match name {
+                "Ref" | "Condition" => {
+                    o.insert(name.to_string(), value);
+                }
+                "GetAtt" => {
+                    let v = match value {
+                        J::String(s) => match s.split_once('.') {
+                            Some((a, b)) => {
+                                J::Array(vec![J::String(a.into()), J::String(b.into())])
+                            }
+                            None => J::String(s),
+                        },
+                        other => other,
+                    };
+                    o.insert("Fn::GetAtt".into(), v);
+                }
+                other => {
+                    o.insert(format!("Fn::{other}"), value);
+                }
+            }
+            J::Object(o)
+        }
+    })
+}
+
+struct Renderer<'a> {
+    tera: tera::Tera,
+    templates: &'a Templates,
+    prefix: String,
+    base_url: String,
+    out: AssetSet,
+}
+
+impl Renderer<'_> {
+    fn render(&self, path: &str, ctx: &tera::Context) -> Result<String, RenderError> {
+        self.tera
+            .render(path, ctx)
+            .map_err(|e| tera_error(path, self.templates.get(path), &e))
+    }
+
+    fn parse_yaml(path: &str, text: &str) -> Result<serde_yaml_ng::Value, RenderError> {
+        serde_yaml_ng::from_str(text).map_err(|e| {
+            let line = e.location().map(|l| l.line());
+            let shown = line
+                .and_then(|l| text.lines().nth(l - 1))
+                .unwrap_or_default();
+            RenderError::Template {
+                template: path.to_string(),
+                line: None,
+                message: format!(
+                    "renders invalid YAML{}: {e}\n  rendered line: {shown}",
+                    line.map(|l| format!(" at rendered line {l}"))
+                        .unwrap_or_default()
+                ),
+            }
+        })
+    }
+
+    fn add(&mut self, name: &str, rel_key: String, body: Vec<u8>, kind: Kind) -> String {
+        let sha256 = sha256_hex(&body);
+        let key = format!("{}/{}", self.prefix, rel_key);
+        self.out.assets.insert(
+            name.to_string(),
+            Asset {
+                name: name.to_string(),
+                key,
+                body,
+                sha256,
+                kind,
+            },
+        );
+        rel_key
+    }
+
+    /// Renders a cloud-config and the stub that fetches it; returns the stub as base64.
+    fn cloud_config(
+        &mut self,
+        role: &str,
+        path: &str,
+        ctx: &mut tera::Context,
+    ) -> Result<String, RenderError> {
+        let text = self.render(path, ctx)?;
+        Self::parse_yaml(path, &text)?;
+        let sha = sha256_hex(text.as_bytes());
+        let rel = format!("userdata/{role}-{}.yaml", &sha[..HASH_LEN]);
+        self.add(
+            &format!("userdata/{role}"),
+            rel.clone(),
+            text.into_bytes(),
+            Kind::CloudConfig,
+        );
+        let target = UserdataRef {
+            url: format!("{}/{rel}", self.base_url),
+            key: format!("{}/{rel}", self.prefix),
+            sha256: sha,
+        };
+        ctx.insert("assets_target", &target);
+        let mut assets = ctx.get("assets").cloned().unwrap_or_default();
+        if let Some(o) = assets.as_object_mut() {
+            o.insert(
+                "target".into(),
+                serde_json::to_value(&target).unwrap_or_default(),
+            );
+        }
+        ctx.insert("assets", &assets);
+        let stub_path = "userdata/instance-user-data.yaml";
+        let stub = self.render(stub_path, ctx)?;
+        Self::parse_yaml(stub_path, &stub)?;
+        if stub.len() > MAX_USER_DATA_BYTES {
+            return Err(RenderError::Limit(format!(
+                "the {role} user data stub is {} bytes; EC2 allows {MAX_USER_DATA_BYTES}",
+                stub.len()
+            )));
+        }
+        let sha = sha256_hex(stub.as_bytes());
+        self.add(
+            &format!("stub/{role}"),
+            format!("userdata/stub-{role}-{}.yaml", &sha[..HASH_LEN]),
+            stub.clone().into_bytes(),
+            Kind::UserDataStub,
+        );
+        Ok(base64::engine::general_purpose::STANDARD.encode(stub))
+    }
+
+    /// Renders a stack template to compact JSON and checks CloudFormation's limits.
+    fn stack(
+        &mut self,
+        name: &str,
+        file_stem: &str,
+        path: &str,
+        ctx: &tera::Context,
+    ) -> Result<String, RenderError> {
+        let text = self.render(path, ctx)?;
+        let yaml = Self::parse_yaml(path, &text)?;
+        let json = yaml_to_json(yaml).map_err(|m| RenderError::Template {
+            template: path.into(),
+            line: None,
+            message: m,
+        })?;
+        let resources = json
+            .get("Resources")
+            .and_then(|r| r.as_object())
+            .map(|r| r.len())
+            .unwrap_or(0);
+        if resources > MAX_RESOURCES {
+            return Err(RenderError::Limit(format!(
+                "stack {name} has {resources} resources; CloudFormation allows {MAX_RESOURCES}"
+            )));
+        }
+        let body = serde_json::to_vec(&json).unwrap_or_default();
+        if body.len() > MAX_TEMPLATE_BYTES {
+            return Err(RenderError::Limit(format!(
+                "stack {name} is {} bytes; CloudFormation allows {MAX_TEMPLATE_BYTES} for a template in S3",
+                body.len()
+            )));
+        }
+        let sha = sha256_hex(&body);
+        Ok(self.add(
+            &format!("stack/{name}"),
+            format!("stacks/{file_stem}-{}.json", &sha[..HASH_LEN]),
+            body,
+            Kind::Template,
+        ))
+    }
+}
+
+/// Renders every asset of the cluster.
+pub fn render(
+    cfg: &Config,
+    model: &Model,
+    templates: &Templates,
+    creds: &Credentials,
+) -> Result<AssetSet, RenderError> {
+    let mut ctx: Ctx = context::build(cfg, model);
+    let prefix = ctx.s3.prefix.clone();
+    let mut tera = tera::Tera::default();
+    tera.register_filter("indent", indent_filter);
+    for (path, text) in &templates.files {
+        tera.add_raw_template(path, text)
+            .map_err(|e| tera_error(path, text, &e))?;
+    }
+    let mut r = Renderer {
+        tera,
+        templates,
+        prefix: prefix.clone(),
+        base_url: ctx.s3.base_url.clone(),
+        out: AssetSet::default(),
+    };
+    let lib_sh = templates.get("userdata/lib.sh").to_string();
+
+    let base = |ctx: &Ctx, files: &RoleFiles| -> Result<tera::Context, RenderError> {
+        let mut c = tera::Context::from_serialize(ctx).map_err(|e| RenderError::Template {
+            template: "context".into(),
+            line: None,
+            message: e.to_string(),
+        })?;
+        c.insert("lib_sh", &lib_sh);
+        c.insert("files", files);
+        Ok(c)
+    };
+
+    let etcd_files = role_files(creds, &prefix, ETCD_PUBLIC, ETCD_SECRETS)?;
+    let stub = r.cloud_config(
+        "etcd",
+        "userdata/cloud-config-etcd.yaml",
+        &mut base(&ctx, &etcd_files)?,
+    )?;
+    ctx.assets.stubs.insert("etcd".into(), stub);
+    let controller_files = role_files(creds, &prefix, CONTROLLER_PUBLIC, CONTROLLER_SECRETS)?;
+    let stub = r.cloud_config(
+        "controller",
+        "userdata/cloud-config-controller.yaml",
+        &mut base(&ctx, &controller_files)?,
+    )?;
+    ctx.assets.stubs.insert("controller".into(), stub);
+    let worker_files = role_files(creds, &prefix, WORKER_PUBLIC, WORKER_SECRETS)?;
+    for i in 0..ctx.pools.len() {
+        let mut local = ctx.clone();
+        local.pool = Some(ctx.pools[i].clone());
+        let role = format!("worker-{}", ctx.pools[i].name);
+        let stub = r.cloud_config(
+            &role,
+            "userdata/cloud-config-worker.yaml",
+            &mut base(&local, &worker_files)?,
+        )?;
+        ctx.pools[i].stub = stub;
+    }
+
+    let empty = RoleFiles {
+        public: Vec::new(),
+        secrets: Vec::new(),
+    };
+    let key = r.stack(
+        "network",
+        "network",
+        "stack-templates/network.yaml",
+        &base(&ctx, &empty)?,
+    )?;
+    ctx.assets.stacks.insert("network".into(), key);
+    let key = r.stack(
+        "etcd",
+        "etcd",
+        "stack-templates/etcd.yaml",
+        &base(&ctx, &empty)?,
+    )?;
+    ctx.assets.stacks.insert("etcd".into(), key);
+    let key = r.stack(
+        "control-plane",
+        "control-plane",
+        "stack-templates/control-plane.yaml",
+        &base(&ctx, &empty)?,
+    )?;
+    ctx.assets.stacks.insert("control-plane".into(), key);
+    for i in 0..ctx.pools.len() {
+        let mut local = ctx.clone();
+        local.pool = Some(ctx.pools[i].clone());
+        let name = ctx.pools[i].name.clone();
+        let key = r.stack(
+            &format!("node-pool/{name}"),
+            &format!("node-pool-{name}"),
+            "stack-templates/node-pool.yaml",
+            &base(&local, &empty)?,
+        )?;
+        ctx.assets
+            .stacks
+            .insert(format!("node-pool-{name}"), key.clone());
+        ctx.pools[i].template = key;
+    }
+    r.stack(
+        "root",
+        "root",
+        "stack-templates/root.yaml",
+        &base(&ctx, &empty)?,
+    )?;
+    Ok(r.out)
+}
