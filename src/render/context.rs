@@ -170,6 +170,18 @@ pub struct AzGroupCtx {
     pub az: String,
     pub logical: String,
     pub subnets: Vec<String>,
+    pub min_size: u32,
+    pub max_size: u32,
+    pub desired: u32,
+    /// Instances of this group kept in service while it rolls; with one group per zone,
+    /// the other zones stay whole, so the pool never drops below its minInstancesInService.
+    pub min_in_service: u32,
+}
+
+/// `total` spread over `n` groups, the first ones taking the remainder.
+fn share(total: u32, n: usize, i: usize) -> u32 {
+    let n = n.max(1) as u32;
+    total / n + u32::from((i as u32) < total % n)
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -280,6 +292,10 @@ fn pool_ctx(c: &Config, p: &NodePool, prev: Option<&str>) -> PoolCtx {
                 az: s.availability_zone.clone(),
                 logical: logical(&s.availability_zone),
                 subnets: vec![logical(&s.name)],
+                min_size: 0,
+                max_size: 0,
+                desired: 0,
+                min_in_service: 0,
             }),
         }
     }
@@ -296,13 +312,28 @@ fn pool_ctx(c: &Config, p: &NodePool, prev: Option<&str>) -> PoolCtx {
         .collect::<Vec<_>>()
         .join(",");
     let ru = &p.rolling_update;
-    let groups = if ru.strategy == RollingStrategy::AvailabilityZone {
+    let groups = if ru.strategy == RollingStrategy::AvailabilityZone && !az_groups.is_empty() {
+        let n = az_groups.len();
+        for (i, g) in az_groups.iter_mut().enumerate() {
+            g.min_size = share(p.min_size, n, i);
+            g.max_size = share(p.max_size, n, i);
+            g.desired = share(p.desired_capacity, n, i);
+            let others = p.desired_capacity - g.desired;
+            g.min_in_service = ru
+                .min_instances_in_service
+                .saturating_sub(others)
+                .min(g.max_size.saturating_sub(1));
+        }
         az_groups
     } else {
         vec![AzGroupCtx {
             az: String::new(),
             logical: String::new(),
             subnets: subnets.clone(),
+            min_size: p.min_size,
+            max_size: p.max_size,
+            desired: p.desired_capacity,
+            min_in_service: ru.min_instances_in_service,
         }]
     };
     PoolCtx {
@@ -560,6 +591,18 @@ pub fn build(c: &Config, m: &Model) -> Ctx {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn shares_add_up() {
+        for total in 0..10 {
+            for n in 1..5 {
+                assert_eq!(
+                    (0..n).map(|i| super::share(total, n, i)).sum::<u32>(),
+                    total
+                );
+            }
+        }
+    }
+
     #[test]
     fn logical_ids() {
         assert_eq!(super::logical("private-a"), "PrivateA");

@@ -1,0 +1,467 @@
+//! `render stack`: every rendered template passes cfn-lint, every cloud-config passes
+//! `cloud-init schema`, every script passes shellcheck; golden files; determinism,
+//! isolation and the scale bars (200 pools, size and resource limits).
+
+mod common;
+
+use kube_aws::config::Config;
+use kube_aws::model::Model;
+use kube_aws::render::{self, AssetSet, Credentials, Kind, templates::Templates};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Deterministic stand-ins for credentials/: rendering only embeds certificate PEMs and
+/// names secrets by fingerprint, so fixed values make the output reproducible.
+fn creds() -> Credentials {
+    let mut c = Credentials::default();
+    let roles = [
+        render::ETCD_PUBLIC,
+        render::CONTROLLER_PUBLIC,
+        render::WORKER_PUBLIC,
+    ];
+    for (file, _) in roles.iter().flat_map(|r| r.iter()) {
+        c.public.insert(
+            file.to_string(),
+            format!("-----BEGIN CERTIFICATE-----\nTEST {file}\n-----END CERTIFICATE-----\n"),
+        );
+    }
+    let secrets = [
+        render::ETCD_SECRETS,
+        render::CONTROLLER_SECRETS,
+        render::WORKER_SECRETS,
+    ];
+    for (file, _) in secrets.iter().flat_map(|r| r.iter()) {
+        c.fingerprints
+            .insert(file.to_string(), render::sha256_hex(file.as_bytes()));
+    }
+    c
+}
+
+fn example(name: &str) -> Config {
+    kube_aws::config::read(&common::repo().join(format!("examples/{name}.yaml")))
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn render_cfg(cfg: &Config) -> AssetSet {
+    render::render(cfg, &Model::derive(cfg), &Templates::builtin(), &creds())
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+const EXAMPLES: [&str; 5] = [
+    "minimal",
+    "ha-multi-az",
+    "existing-vpc",
+    "spot-mixed",
+    "addons",
+];
+
+fn export(assets: &AssetSet, dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for a in assets.assets.values() {
+        let ext = if a.kind == Kind::Template {
+            "json"
+        } else {
+            "yaml"
+        };
+        let p = dir.join(format!("{}.{ext}", a.name.replace('/', "__")));
+        std::fs::write(&p, &a.body).expect("write");
+        out.push(p);
+    }
+    out
+}
+
+#[test]
+fn every_template_passes_cfn_lint() {
+    let allow: Vec<String> =
+        std::fs::read_to_string(common::repo().join("tests/cfn-lint-allowlist.txt"))
+            .expect("allowlist")
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .map(|l| l.split_whitespace().next().unwrap_or_default().to_string())
+            .collect();
+    let mut checked = 0;
+    for ex in EXAMPLES {
+        let cfg = example(ex);
+        let dir = tempfile::tempdir().expect("tmp");
+        let files: Vec<PathBuf> = export(&render_cfg(&cfg), dir.path())
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .collect();
+        checked += files.len();
+        let out = Command::new(common::venv_bin("cfn-lint"))
+            .args(["--format", "parseable", "--regions", &cfg.region])
+            .args(&files)
+            .output()
+            .expect("cfn-lint");
+        let findings = common::text(&out.stdout);
+        let bad: Vec<&str> = findings
+            .lines()
+            .filter(|l| {
+                let rule = l.split(':').nth(5).unwrap_or_default();
+                rule.starts_with('E') || !allow.iter().any(|a| a == rule)
+            })
+            .collect();
+        assert!(
+            bad.is_empty(),
+            "{ex}: cfn-lint findings outside the allowlist:\n{}\n{}",
+            bad.join("\n"),
+            common::text(&out.stderr)
+        );
+    }
+    eprintln!("cfn-lint: {checked} templates, 0 errors");
+}
+
+#[test]
+fn every_cloud_config_passes_cloud_init_schema_and_every_script_shellcheck() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut configs = Vec::new();
+    for ex in EXAMPLES {
+        let sub = dir.path().join(ex);
+        std::fs::create_dir_all(&sub).expect("dir");
+        configs.extend(
+            export(&render_cfg(&example(ex)), &sub)
+                .into_iter()
+                .filter(|p| p.extension().is_some_and(|e| e == "yaml")),
+        );
+    }
+    for c in &configs {
+        let out = Command::new("cloud-init")
+            .args(["schema", "--config-file"])
+            .arg(c)
+            .output()
+            .expect("cloud-init (Debian cloud-init)");
+        assert!(
+            out.status.success(),
+            "{}: {}{}",
+            c.display(),
+            common::text(&out.stdout),
+            common::text(&out.stderr)
+        );
+    }
+    let scripts_dir = dir.path().join("scripts");
+    let out = Command::new(common::venv_bin("python"))
+        .arg(common::repo().join("tests/harness/extract_scripts.py"))
+        .arg(&scripts_dir)
+        .args(&configs)
+        .output()
+        .expect("extract");
+    assert!(out.status.success(), "{}", common::text(&out.stderr));
+    let mut scripts: Vec<String> = common::text(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    scripts.push(common::repo().join("userdata/lib.sh").display().to_string());
+    assert!(scripts.len() > 20, "{scripts:?}");
+    let out = Command::new("shellcheck")
+        .arg("-x")
+        .args(&scripts)
+        .output()
+        .expect("shellcheck (Debian shellcheck)");
+    assert!(out.status.success(), "{}", common::text(&out.stdout));
+    eprintln!(
+        "cloud-init schema: {} cloud-configs valid; shellcheck: {} scripts clean",
+        configs.len(),
+        scripts.len()
+    );
+}
+
+#[test]
+fn golden_files_match() {
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+    let mut stale = Vec::new();
+    for ex in EXAMPLES {
+        let dir = common::repo().join("tests/golden").join(ex);
+        let assets = render_cfg(&example(ex));
+        if update {
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).expect("golden dir");
+        }
+        let mut want: BTreeSet<String> = BTreeSet::new();
+        for a in assets.assets.values() {
+            let name = format!(
+                "{}.{}",
+                a.name.replace('/', "__"),
+                if a.kind == Kind::Template {
+                    "json"
+                } else {
+                    "yaml"
+                }
+            );
+            want.insert(name.clone());
+            let path = dir.join(&name);
+            // Templates are stored pretty-printed so a golden diff is reviewable.
+            let body = if a.kind == Kind::Template {
+                let v: serde_json::Value = serde_json::from_slice(&a.body).expect("json");
+                (serde_json::to_string_pretty(&v).expect("json") + "\n").into_bytes()
+            } else {
+                a.body.clone()
+            };
+            if update {
+                std::fs::write(&path, &body).expect("write golden");
+            } else if std::fs::read(&path).ok().as_deref() != Some(body.as_slice()) {
+                stale.push(format!("{ex}/{name}"));
+            }
+        }
+        let have: BTreeSet<String> = std::fs::read_dir(&dir)
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for extra in have.difference(&want) {
+            stale.push(format!("{ex}/{extra} (no longer rendered)"));
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "rendered output changed; if deliberate, run `UPDATE_GOLDEN=1 cargo test --test render golden` and review the diff:\n{}",
+        stale.join("\n")
+    );
+}
+
+#[test]
+fn rendering_twice_gives_identical_bytes_and_label_order_does_not_matter() {
+    for ex in EXAMPLES {
+        assert_eq!(render_cfg(&example(ex)), render_cfg(&example(ex)), "{ex}");
+    }
+    let text =
+        std::fs::read_to_string(common::repo().join("examples/ha-multi-az.yaml")).expect("read");
+    let reordered = text.replace(
+        "      labels:\n        example.com/pool: general\n",
+        "      labels:\n        zz.example.com/x: \"1\"\n        example.com/pool: general\n",
+    );
+    let sorted = text.replace(
+        "      labels:\n        example.com/pool: general\n",
+        "      labels:\n        example.com/pool: general\n        zz.example.com/x: \"1\"\n",
+    );
+    let a = render_cfg(&kube_aws::config::parse(&reordered, "a").expect("valid"));
+    let b = render_cfg(&kube_aws::config::parse(&sorted, "b").expect("valid"));
+    assert_eq!(a, b, "the order of labels in YAML changed the output");
+}
+
+fn changed(a: &AssetSet, b: &AssetSet) -> BTreeSet<String> {
+    let names: BTreeSet<&String> = a.assets.keys().chain(b.assets.keys()).collect();
+    names
+        .into_iter()
+        .filter(|n| a.assets.get(*n) != b.assets.get(*n))
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn changing_one_pool_changes_that_pool_and_the_pointer_to_it_only() {
+    let cfg = example("ha-multi-az");
+    let before = render_cfg(&cfg);
+    assert!(
+        changed(&before, &render_cfg(&cfg)).is_empty(),
+        "changing nothing changed something"
+    );
+    let mut edited = cfg.clone();
+    edited.worker.node_pools[1].instance_type = Some("c6i.xlarge".into());
+    let after = render_cfg(&edited);
+    let diff = changed(&before, &after);
+    let want: BTreeSet<String> = ["stack/node-pool/ingress", "stack/root"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(diff, want);
+    // The root changes only in the TemplateURL of that pool.
+    let old: serde_json::Value =
+        serde_json::from_slice(&before.assets["stack/root"].body).expect("json");
+    let new: serde_json::Value =
+        serde_json::from_slice(&after.assets["stack/root"].body).expect("json");
+    let mut patched = old.clone();
+    patched["Resources"]["NodePoolIngress"]["Properties"]["TemplateURL"] =
+        new["Resources"]["NodePoolIngress"]["Properties"]["TemplateURL"].clone();
+    assert_eq!(patched, new);
+
+    // A label changes the pool's cloud-config, so its stub, so its template: it rolls.
+    let mut labelled = cfg.clone();
+    labelled.worker.node_pools[0]
+        .labels
+        .insert("example.com/tier".into(), "web".into());
+    let diff = changed(&before, &render_cfg(&labelled));
+    let want: BTreeSet<String> = [
+        "stack/node-pool/general",
+        "stack/root",
+        "stub/worker-general",
+        "userdata/worker-general",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    assert_eq!(diff, want);
+}
+
+#[test]
+fn two_hundred_pools_stay_within_cloudformation_and_ec2_limits() {
+    let mut cfg = example("ha-multi-az");
+    let pool = cfg.worker.node_pools[0].clone();
+    cfg.worker.node_pools = (0..200)
+        .map(|i| {
+            let mut p = pool.clone();
+            p.name = format!("pool-{i:03}");
+            p
+        })
+        .collect();
+    // A controller cloud-config over 100 KB: the stub that fetches it stays small.
+    let mut templates = Templates::builtin();
+    let padding: String = (0..2500)
+        .map(|i| format!("      # padding line {i:05} to grow the cloud-config past 100 KB\n"))
+        .collect();
+    let controller = templates
+        .files
+        .get_mut("userdata/cloud-config-controller.yaml")
+        .expect("controller");
+    *controller = controller.replacen("write_files:\n", &format!("write_files:\n  - path: /opt/kube-aws/padding\n    defer: true\n    content: |\n{padding}"), 1);
+    let assets = render::render(&cfg, &Model::derive(&cfg), &templates, &creds())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(assets.assets["userdata/controller"].body.len() > 100_000);
+    let mut largest = 0;
+    for a in assets.assets.values() {
+        match a.kind {
+            Kind::Template => {
+                assert!(
+                    a.body.len() <= render::MAX_TEMPLATE_BYTES,
+                    "{} is {} bytes",
+                    a.name,
+                    a.body.len()
+                );
+                largest = largest.max(a.body.len());
+                let t: serde_json::Value = serde_json::from_slice(&a.body).expect("json");
+                let n = t["Resources"].as_object().map(|r| r.len()).unwrap_or(0);
+                assert!(n <= render::MAX_RESOURCES, "{} has {n} resources", a.name);
+            }
+            Kind::UserDataStub => assert!(
+                a.body.len() <= render::MAX_USER_DATA_BYTES,
+                "{} is {} bytes",
+                a.name,
+                a.body.len()
+            ),
+            Kind::CloudConfig => {}
+        }
+    }
+    let root: serde_json::Value =
+        serde_json::from_slice(&assets.assets["stack/root"].body).expect("json");
+    let resources = root["Resources"].as_object().expect("resources").len();
+    assert_eq!(resources, 203);
+    eprintln!(
+        "200 pools: {} assets, root {} resources / {} bytes, largest template {largest} bytes",
+        assets.assets.len(),
+        resources,
+        assets.assets["stack/root"].body.len()
+    );
+}
+
+#[test]
+fn a_template_error_names_the_template_the_line_and_the_variable() {
+    let cfg = example("minimal");
+    let mut t = Templates::builtin();
+    let np = t
+        .files
+        .get_mut("stack-templates/node-pool.yaml")
+        .expect("node-pool");
+    *np = np.replace(
+        "InstanceType: {{ pool.instance_type | json_encode }}",
+        "InstanceType: {{ pool.instanceTyp | json_encode }}",
+    );
+    let line = np
+        .lines()
+        .position(|l| l.contains("pool.instanceTyp"))
+        .expect("line")
+        + 1;
+    let err = render::render(&cfg, &Model::derive(&cfg), &t, &creds())
+        .expect_err("undefined variable")
+        .to_string();
+    assert!(
+        err.contains(&format!("stack-templates/node-pool.yaml:{line}")),
+        "{err}"
+    );
+    assert!(err.contains("`pool.instanceTyp`"), "{err}");
+
+    let mut t = Templates::builtin();
+    let net = t
+        .files
+        .get_mut("stack-templates/network.yaml")
+        .expect("network");
+    *net = net.replacen("Resources:\n", "Resources:\n  Broken: [unclosed\n", 1);
+    let err = render::render(&cfg, &Model::derive(&cfg), &t, &creds())
+        .expect_err("bad yaml")
+        .to_string();
+    assert!(
+        err.contains("stack-templates/network.yaml") && err.contains("invalid YAML"),
+        "{err}"
+    );
+}
+
+#[test]
+fn missing_credentials_are_named() {
+    let cfg = example("minimal");
+    let mut c = creds();
+    c.fingerprints.remove("kubelet-bootstrap-token");
+    let err = render::render(&cfg, &Model::derive(&cfg), &Templates::builtin(), &c)
+        .expect_err("missing")
+        .to_string();
+    assert!(
+        err.contains("credentials/kubelet-bootstrap-token is missing")
+            && err.contains("render credentials"),
+        "{err}"
+    );
+}
+
+#[test]
+fn render_stack_copies_keeps_edits_diffs_and_exports() {
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::copy(
+        common::repo().join("examples/minimal.yaml"),
+        dir.path().join("cluster.yaml"),
+    )
+    .expect("copy");
+    assert!(
+        common::run_in(dir.path(), &["render", "credentials", "--generate-ca"])
+            .status
+            .success()
+    );
+    let out = common::run_in(dir.path(), &["render", "stack"]);
+    assert!(out.status.success(), "{}", common::text(&out.stderr));
+    assert!(common::text(&out.stdout).contains("copied 10 built-in templates"));
+    let np = dir.path().join("stack-templates/node-pool.yaml");
+    let mine = std::fs::read_to_string(&np).expect("copy") + "# my edit\n";
+    std::fs::write(&np, &mine).expect("edit");
+
+    let out = common::run_in(dir.path(), &["render", "stack", "--export", "out"]);
+    assert!(out.status.success(), "{}", common::text(&out.stderr));
+    assert!(common::text(&out.stdout).contains("kept your edited stack-templates/node-pool.yaml"));
+    assert_eq!(
+        std::fs::read_to_string(&np).expect("read"),
+        mine,
+        "a user edit was overwritten"
+    );
+    let exported: Vec<_> = std::fs::read_dir(dir.path().join("out/stacks"))
+        .expect("exported")
+        .collect();
+    assert_eq!(
+        exported.len(),
+        5,
+        "root, network, etcd, control plane, one pool"
+    );
+
+    let out = common::run_in(dir.path(), &["render", "stack", "--diff"]);
+    let d = common::text(&out.stdout);
+    assert!(
+        d.contains("+# my edit") && d.contains("1 of 10 files differ"),
+        "{d}"
+    );
+
+    let out = common::run_in(dir.path(), &["render", "stack", "--force"]);
+    assert!(out.status.success());
+    assert!(
+        std::fs::read_to_string(dir.path().join("stack-templates/node-pool.yaml.orig"))
+            .expect("orig")
+            .contains("# my edit")
+    );
+    let d = common::text(&common::run_in(dir.path(), &["render", "stack", "--diff"]).stdout);
+    assert!(d.contains("0 of 10 files differ"), "{d}");
+}
