@@ -55,7 +55,7 @@ s3_get() {
 # s3_put BUCKET KEY FILE
 s3_put() {
   aws_curl s3 "$(s3_url "$1" "$2")" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \
-    -H "x-amz-server-side-encryption: aws:kms" --upload-file "$3" -o /dev/null
+    -H "x-amz-server-side-encryption: AES256" --upload-file "$3" -o /dev/null
 }
 
 # kms_decrypt ENC_FILE OUT CLUSTER FILE_NAME: the context must match the one used to encrypt.

@@ -3,7 +3,7 @@
 
 mod completion;
 mod init;
-mod inputs;
+pub mod inputs;
 mod render;
 mod schema;
 mod show;

@@ -533,53 +533,43 @@ pub fn render(
         &mut base(&ctx, &controller_files)?,
     )?;
     ctx.assets.stubs.insert("controller".into(), stub);
+    // Only the root needs the list of pools; every other render gets a context without
+    // it, built once, so rendering stays linear in the number of pools.
+    let slim = |ctx: &Ctx| Ctx {
+        pools: Vec::new(),
+        ..ctx.clone()
+    };
     let worker_files = role_files(creds, &prefix, WORKER_PUBLIC, WORKER_SECRETS)?;
+    let worker_base = base(&slim(&ctx), &worker_files)?;
     for i in 0..ctx.pools.len() {
-        let mut local = ctx.clone();
-        local.pool = Some(ctx.pools[i].clone());
+        let mut c = worker_base.clone();
+        c.insert("pool", &ctx.pools[i]);
         let role = format!("worker-{}", ctx.pools[i].name);
-        let stub = r.cloud_config(
-            &role,
-            "userdata/cloud-config-worker.yaml",
-            &mut base(&local, &worker_files)?,
-        )?;
-        ctx.pools[i].stub = stub;
+        ctx.pools[i].stub = r.cloud_config(&role, "userdata/cloud-config-worker.yaml", &mut c)?;
     }
 
     let empty = RoleFiles {
         public: Vec::new(),
         secrets: Vec::new(),
     };
-    let key = r.stack(
-        "network",
-        "network",
-        "stack-templates/network.yaml",
-        &base(&ctx, &empty)?,
-    )?;
-    ctx.assets.stacks.insert("network".into(), key);
-    let key = r.stack(
-        "etcd",
-        "etcd",
-        "stack-templates/etcd.yaml",
-        &base(&ctx, &empty)?,
-    )?;
-    ctx.assets.stacks.insert("etcd".into(), key);
-    let key = r.stack(
-        "control-plane",
-        "control-plane",
-        "stack-templates/control-plane.yaml",
-        &base(&ctx, &empty)?,
-    )?;
-    ctx.assets.stacks.insert("control-plane".into(), key);
+    for (name, path) in [
+        ("network", "stack-templates/network.yaml"),
+        ("etcd", "stack-templates/etcd.yaml"),
+        ("control-plane", "stack-templates/control-plane.yaml"),
+    ] {
+        let key = r.stack(name, name, path, &base(&slim(&ctx), &empty)?)?;
+        ctx.assets.stacks.insert(name.into(), key);
+    }
+    let pool_base = base(&slim(&ctx), &empty)?;
     for i in 0..ctx.pools.len() {
-        let mut local = ctx.clone();
-        local.pool = Some(ctx.pools[i].clone());
+        let mut c = pool_base.clone();
+        c.insert("pool", &ctx.pools[i]);
         let name = ctx.pools[i].name.clone();
         let key = r.stack(
             &format!("node-pool/{name}"),
             &format!("node-pool-{name}"),
             "stack-templates/node-pool.yaml",
-            &base(&local, &empty)?,
+            &c,
         )?;
         ctx.assets
             .stacks

@@ -6,9 +6,24 @@ bent to fit moto. Each patch here is listed in tests/README.md.
 Bridge 1 (moto 5.2.5): `Fn::GetAtt Child.Outputs.KEY` on an AWS::CloudFormation::Stack
 crashes moto, because its nested-stack model class has no get_cfn_attribute. Real
 CloudFormation resolves it to the child stack's output KEY; so does this patch.
+
+Bridge 2 (moto 5.2.5): moto knows only a few public SSM parameters (Amazon Linux, ECS),
+not Canonical's `/aws/service/canonical/ubuntu/...`, so a template parameter of type
+AWS::SSM::Parameter::Value<AWS::EC2::Image::Id> with that default crashes stack creation.
+This patch seeds those names, on first use, with one of moto's own AMIs, as AWS would
+resolve them to the current Ubuntu AMI.
+
+Bridge 3 (moto 5.2.5): an AWS::EC2::Instance that takes its image and type from a
+LaunchTemplate (no ImageId property) crashes moto, which reads only ImageId. EC2 uses the
+launch template's values; so does this patch.
+
+Bridge 4 (moto 5.2.5): moto creates every AWS::ElasticLoadBalancingV2::LoadBalancer as an
+application load balancer, ignoring `Type: network`, so the TCP listener of a network
+load balancer is rejected. This patch passes the Type through.
 """
 
 import sys
+from collections import defaultdict
 
 import moto
 from moto.cloudformation import models as cfn_models
@@ -28,6 +43,72 @@ def _stack_get_cfn_attribute(self, attribute_name):
 
 if not hasattr(cfn_models.Stack, "get_cfn_attribute"):
     cfn_models.Stack.get_cfn_attribute = _stack_get_cfn_attribute
+
+from moto.core.utils import utcnow
+from moto.ec2.models.amis import AMIS
+from moto.ssm import models as ssm_models
+
+_original_check_loading_status = ssm_models.ParameterDict._check_loading_status
+
+
+def _check_loading_status(self, key):
+    _original_check_loading_status(self, key)
+    key = str(key or "")
+    if key.startswith("/aws/service/canonical/") and not dict.__contains__(self, key):
+        ami = AMIS[0]["ami_id"]
+        defaultdict.__getitem__(self, key).append(
+            ssm_models.Parameter(
+                account_id=self.account_id,
+                name=key,
+                value=ami,
+                parameter_type="String",
+                description="Seeded by tests/harness/moto_launcher.py (bridge 2)",
+                allowed_pattern=None,
+                keyid=None,
+                last_modified_date=utcnow(),
+                version=1,
+                data_type="aws:ec2:image",
+            )
+        )
+
+
+ssm_models.ParameterDict._check_loading_status = _check_loading_status
+
+from moto.ec2 import ec2_backends
+from moto.ec2.models import instances as ec2_instances
+
+_original_instance_create = ec2_instances.Instance.create_from_cloudformation_json.__func__
+
+
+def _instance_create(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+    props = cloudformation_json.get("Properties", {})
+    lt = props.get("LaunchTemplate")
+    if "ImageId" not in props and lt and lt.get("LaunchTemplateId"):
+        template = ec2_backends[account_id][region_name].get_launch_template(lt["LaunchTemplateId"])
+        data = template.latest_version().data
+        props.setdefault("ImageId", data.get("ImageId"))
+        if data.get("InstanceType"):
+            props.setdefault("InstanceType", data.get("InstanceType"))
+    return _original_instance_create(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+
+
+ec2_instances.Instance.create_from_cloudformation_json = classmethod(_instance_create)
+
+from moto.elbv2 import models as elbv2_models
+
+
+def _lb_create(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+    props = cloudformation_json["Properties"]
+    return elbv2_models.elbv2_backends[account_id][region_name].create_load_balancer(
+        resource_name,
+        props.get("SecurityGroups"),
+        props.get("Subnets"),
+        scheme=props.get("Scheme", "internet-facing"),
+        loadbalancer_type=props.get("Type"),
+    )
+
+
+elbv2_models.FakeLoadBalancer.create_from_cloudformation_json = classmethod(_lb_create)
 
 if __name__ == "__main__":
     if moto.__version__ != "5.2.5":
