@@ -6,6 +6,7 @@
 pub mod aws;
 pub mod cli;
 pub mod config;
+pub mod deploy;
 pub mod model;
 pub mod pki;
 pub mod render;

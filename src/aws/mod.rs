@@ -7,6 +7,7 @@
 //! instead of failing the run.
 
 pub mod kms;
+pub mod s3;
 
 use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
@@ -35,6 +36,18 @@ pub fn s3(cfg: &SdkConfig) -> aws_sdk_s3::Client {
 
 pub fn kms(cfg: &SdkConfig) -> aws_sdk_kms::Client {
     aws_sdk_kms::Client::new(cfg)
+}
+
+pub fn cloudformation(cfg: &SdkConfig) -> aws_sdk_cloudformation::Client {
+    aws_sdk_cloudformation::Client::new(cfg)
+}
+
+pub fn ec2(cfg: &SdkConfig) -> aws_sdk_ec2::Client {
+    aws_sdk_ec2::Client::new(cfg)
+}
+
+pub fn elbv2(cfg: &SdkConfig) -> aws_sdk_elasticloadbalancingv2::Client {
+    aws_sdk_elasticloadbalancingv2::Client::new(cfg)
 }
 
 /// A one-line description of an SDK error: the service's code and message when there

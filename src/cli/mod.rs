@@ -2,11 +2,14 @@
 //! command; the work happens in the library modules.
 
 mod completion;
+mod destroy;
 mod init;
 pub mod inputs;
 mod render;
 mod schema;
 mod show;
+mod status;
+mod up;
 mod validate;
 
 use clap::{Parser, Subcommand};
@@ -21,6 +24,10 @@ Workflow:
       --s3-uri s3://my-bucket/clusters
   kube-aws validate
   kube-aws render credentials --generate-ca
+  kube-aws render stack
+  kube-aws validate
+  kube-aws up
+  kube-aws status
   kube-aws show certificates
   kube-aws --dir clusters/prod validate";
 
@@ -59,6 +66,13 @@ pub enum Command {
     /// Render assets into the cluster directory.
     #[command(subcommand)]
     Render(render::RenderCommand),
+    /// Create the cluster: encrypt secrets, upload assets, create the stacks, watch.
+    #[command(visible_alias = "apply")]
+    Up(up::UpArgs),
+    /// Show the root and nested stacks with their status, last event and key outputs.
+    Status(status::StatusArgs),
+    /// Delete the cluster's stacks and uploaded assets, then list leftovers.
+    Destroy(destroy::DestroyArgs),
     /// Inspect rendered assets.
     #[command(subcommand)]
     Show(show::ShowCommand),
@@ -84,6 +98,9 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Validate(args) => validate::run(&cli, args),
         Command::Render(cmd) => render::run(&cli, cmd),
         Command::Show(cmd) => show::run(&cli, cmd),
+        Command::Up(a) => up::run(&cli, a),
+        Command::Status(a) => status::run(&cli, a),
+        Command::Destroy(a) => destroy::run(&cli, a),
         Command::Schema => schema::run(),
         Command::Version => {
             println!("kube-aws {}", env!("CARGO_PKG_VERSION"));

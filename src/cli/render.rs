@@ -241,20 +241,30 @@ fn stack(cli: &Cli, a: &StackArgs) -> Result {
         println!("  {:<32} {:>8} bytes  {}", a.name, a.body.len(), a.key);
     }
     if let Some(dir) = &a.export {
-        for asset in assets.assets.values() {
-            let rel = asset
-                .key
-                .strip_prefix(&format!("{}/", model.s3_prefix))
-                .unwrap_or(&asset.key);
-            let path = dir.join(rel);
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent)
-                    .with_context(|| format!("creating {}", parent.display()))?;
-            }
-            std::fs::write(&path, &asset.body)
-                .with_context(|| format!("writing {}", path.display()))?;
-        }
-        println!("exported to {} (no AWS access was needed)", dir.display());
+        export(&assets, &model, dir)?;
     }
+    Ok(())
+}
+
+/// Writes every rendered asset under `dir`, laid out as in S3 below the cluster prefix.
+pub fn export(assets: &crate::render::AssetSet, model: &Model, dir: &std::path::Path) -> Result {
+    for asset in assets.assets.values() {
+        let rel = asset
+            .key
+            .strip_prefix(&format!("{}/", model.s3_prefix))
+            .unwrap_or(&asset.key);
+        let path = dir.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        std::fs::write(&path, &asset.body)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    println!(
+        "exported {} assets to {} (no AWS access was needed)",
+        assets.assets.len(),
+        dir.display()
+    );
     Ok(())
 }

@@ -1,4 +1,5 @@
 use super::{Cli, Result, cluster_yaml};
+use crate::render::{self, Kind};
 use clap::Args;
 use std::path::PathBuf;
 
@@ -13,6 +14,9 @@ pub struct ValidateArgs {
     /// The file to check (default: cluster.yaml in --dir).
     #[arg(value_name = "FILE")]
     pub file: Option<PathBuf>,
+    /// Also upload the assets and have CloudFormation validate every template by URL.
+    #[arg(long, conflicts_with = "file")]
+    pub remote: bool,
 }
 
 pub fn run(cli: &Cli, args: &ValidateArgs) -> Result {
@@ -33,6 +37,58 @@ pub fn run(cli: &Cli, args: &ValidateArgs) -> Result {
     if cli.verbose {
         println!("# effective configuration, defaults filled in:");
         print!("{}", serde_yaml_ng::to_string(&cfg)?);
+    }
+    if args.file.is_some() {
+        return Ok(());
+    }
+    if !cli.dir.join(crate::pki::CREDENTIALS_DIR).exists() {
+        println!(
+            "templates: not checked (no credentials yet; run `kube-aws render credentials --generate-ca`)"
+        );
+        return Ok(());
+    }
+    let (cfg, model, assets) = super::up::load(cli)?;
+    let mut stacks = 0;
+    let (mut largest, mut most, mut stub) = (0usize, 0usize, 0usize);
+    for a in assets.assets.values() {
+        match a.kind {
+            Kind::Template => {
+                stacks += 1;
+                largest = largest.max(a.body.len());
+                let t: serde_json::Value = serde_json::from_slice(&a.body)?;
+                most = most.max(t["Resources"].as_object().map(|r| r.len()).unwrap_or(0));
+            }
+            Kind::UserDataStub => stub = stub.max(a.body.len()),
+            Kind::CloudConfig => {}
+        }
+    }
+    println!(
+        "templates: {stacks} stacks valid JSON; largest {largest} bytes (limit {}), most resources {most} (limit {}); user data stubs at most {stub} bytes (limit {})",
+        render::MAX_TEMPLATE_BYTES,
+        render::MAX_RESOURCES,
+        render::MAX_USER_DATA_BYTES
+    );
+    if args.remote {
+        let results = super::up::runtime()?.block_on(async {
+            let sdk = crate::aws::sdk_config(&cfg.region, None).await;
+            crate::deploy::validate_remote(&sdk, &cfg, &model, &assets, &cli.dir).await
+        })?;
+        let mut failed = 0;
+        for (name, err) in &results {
+            match err {
+                None => println!("  {name}: valid (CloudFormation ValidateTemplate)"),
+                Some(e) => {
+                    failed += 1;
+                    println!("  {name}: INVALID: {e}");
+                }
+            }
+        }
+        if failed > 0 {
+            anyhow::bail!(
+                "{failed} of {} templates were rejected by CloudFormation",
+                results.len()
+            );
+        }
     }
     Ok(())
 }

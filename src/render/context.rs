@@ -398,6 +398,16 @@ fn pool_ctx(c: &Config, p: &NodePool, prev: Option<&str>) -> PoolCtx {
     }
 }
 
+/// HTTPS URL of `<bucket>/<prefix>` in S3: virtual-hosted, or path-style for a bucket
+/// name with dots (which virtual-hosted TLS cannot serve).
+pub fn build_base_url(bucket: &str, region: &str, prefix: &str) -> String {
+    if bucket.contains('.') {
+        format!("https://s3.{region}.amazonaws.com/{bucket}/{prefix}")
+    } else {
+        format!("https://{bucket}.s3.{region}.amazonaws.com/{prefix}")
+    }
+}
+
 /// Builds the context; `assets` and `credentials` are filled in by the renderer.
 pub fn build(c: &Config, m: &Model) -> Ctx {
     let subnets: Vec<SubnetCtx> = c
@@ -496,17 +506,7 @@ pub fn build(c: &Config, m: &Model) -> Ctx {
         prev = Some(ctx.logical.clone());
         pools.push(ctx);
     }
-    let base_url = if m.s3_bucket.contains('.') {
-        format!(
-            "https://s3.{}.amazonaws.com/{}/{}",
-            m.region, m.s3_bucket, m.s3_prefix
-        )
-    } else {
-        format!(
-            "https://{}.s3.{}.amazonaws.com/{}",
-            m.s3_bucket, m.region, m.s3_prefix
-        )
-    };
+    let base_url = build_base_url(&m.s3_bucket, &m.region, &m.s3_prefix);
     let dns_ip = c
         .service_cidr
         .hosts()

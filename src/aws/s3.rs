@@ -1,0 +1,143 @@
+//! S3: listing, uploading (in parallel, server-side encrypted, never a plaintext private
+//! key) and deleting the cluster's objects.
+
+use anyhow::{Context, Result, bail};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{Delete, ObjectIdentifier, ServerSideEncryption};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+/// Parallel uploads at once.
+const PARALLEL: usize = 8;
+
+#[derive(Debug, Clone)]
+pub struct Upload {
+    pub key: String,
+    pub body: Vec<u8>,
+    pub content_type: &'static str,
+}
+
+/// Refuses any body that looks like an unencrypted PEM private key. Checked on every
+/// upload, whatever its origin: plaintext keys must never reach S3.
+pub fn refuse_plaintext_keys(uploads: &[Upload]) -> Result<()> {
+    for u in uploads {
+        let text = String::from_utf8_lossy(&u.body);
+        if text.contains("-----BEGIN") && text.contains("PRIVATE KEY-----") {
+            bail!(
+                "refusing to upload {}: it contains an unencrypted PEM private key\n  fix: only KMS-encrypted .enc files may leave this machine; check your templates for an embedded key",
+                u.key
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Every key under `prefix/`.
+pub async fn list_keys(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+) -> Result<BTreeSet<String>> {
+    let mut keys = BTreeSet::new();
+    let mut pages = s3
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(format!("{prefix}/"))
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| {
+            anyhow::anyhow!("listing s3://{bucket}/{prefix}/: {}", super::describe(&e))
+        })?;
+        keys.extend(
+            page.contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_string)),
+        );
+    }
+    Ok(keys)
+}
+
+/// Uploads every object not already present (keys are content hashes, so a present key
+/// holds the same bytes). Returns (uploaded, skipped).
+pub async fn sync(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+    uploads: Vec<Upload>,
+    on_done: impl Fn(&str) + Send + Sync + 'static,
+) -> Result<(usize, usize)> {
+    refuse_plaintext_keys(&uploads)?;
+    let present = list_keys(s3, bucket, prefix).await?;
+    let (skip, todo): (Vec<Upload>, Vec<Upload>) =
+        uploads.into_iter().partition(|u| present.contains(&u.key));
+    let uploaded = todo.len();
+    let gate = Arc::new(tokio::sync::Semaphore::new(PARALLEL));
+    let on_done = Arc::new(on_done);
+    let mut tasks = tokio::task::JoinSet::new();
+    for u in todo {
+        let s3 = s3.clone();
+        let bucket = bucket.to_string();
+        let gate = gate.clone();
+        let on_done = on_done.clone();
+        tasks.spawn(async move {
+            let _permit = gate.acquire().await;
+            s3.put_object()
+                .bucket(&bucket)
+                .key(&u.key)
+                .content_type(u.content_type)
+                .server_side_encryption(ServerSideEncryption::Aes256)
+                .body(ByteStream::from(u.body))
+                .send()
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!("uploading s3://{bucket}/{}: {}", u.key, super::describe(&e))
+                })?;
+            on_done(&u.key);
+            anyhow::Ok(())
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.context("an upload task failed")??;
+    }
+    Ok((uploaded, skip.len()))
+}
+
+/// Deletes every key under `prefix/` except those under one of `keep` (sub-prefixes).
+/// Returns how many were deleted.
+pub async fn delete_prefix(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+    keep: &[String],
+) -> Result<usize> {
+    let keys: Vec<String> = list_keys(s3, bucket, prefix)
+        .await?
+        .into_iter()
+        .filter(|k| !keep.iter().any(|p| k.starts_with(p.as_str())))
+        .collect();
+    for chunk in keys.chunks(1000) {
+        let objects = chunk
+            .iter()
+            .map(|k| ObjectIdentifier::builder().key(k).build())
+            .collect::<Result<Vec<_>, _>>()
+            .context("building the delete request")?;
+        let delete = Delete::builder()
+            .set_objects(Some(objects))
+            .quiet(true)
+            .build()
+            .context("building the delete request")?;
+        s3.delete_objects()
+            .bucket(bucket)
+            .delete(delete)
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "deleting under s3://{bucket}/{prefix}/: {}",
+                    super::describe(&e)
+                )
+            })?;
+    }
+    Ok(keys.len())
+}
