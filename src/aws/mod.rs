@@ -14,12 +14,22 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 
 /// Attempts per call, throttling and 5xx included.
 pub const MAX_ATTEMPTS: u32 = 10;
+/// Backoff between attempts starts here and doubles, with jitter, up to `MAX_BACKOFF`:
+/// long enough to let a throttled API recover, short enough that a run that will
+/// succeed is not left waiting for minutes.
+pub const INITIAL_BACKOFF: std::time::Duration = std::time::Duration::from_millis(200);
+pub const MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Loads the shared SDK configuration for `region`.
 pub async fn sdk_config(region: &str, endpoint_url: Option<&str>) -> SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(region.to_string()))
-        .retry_config(RetryConfig::adaptive().with_max_attempts(MAX_ATTEMPTS));
+        .retry_config(
+            RetryConfig::adaptive()
+                .with_max_attempts(MAX_ATTEMPTS)
+                .with_initial_backoff(INITIAL_BACKOFF)
+                .with_max_backoff(MAX_BACKOFF),
+        );
     if let Some(url) = endpoint_url {
         loader = loader.endpoint_url(url);
     }

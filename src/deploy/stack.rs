@@ -160,3 +160,98 @@ fn to_view(logical: &str, s: &Stack, last_event: Option<String>) -> StackView {
             .collect(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_cloudformation::primitives::DateTime;
+    use aws_sdk_cloudformation::types::ResourceStatus;
+
+    fn ev(t: i64, logical: &str, kind: &str, status: ResourceStatus, reason: &str) -> StackEvent {
+        StackEvent::builder()
+            .event_id(format!("{t}-{logical}"))
+            .stack_id("s")
+            .stack_name("s")
+            .timestamp(DateTime::from_secs(t))
+            .logical_resource_id(logical)
+            .resource_type(kind)
+            .resource_status(status)
+            .resource_status_reason(reason)
+            .build()
+    }
+
+    #[test]
+    fn root_cause_is_the_first_real_failure() {
+        let events = vec![
+            (
+                "root".to_string(),
+                ev(
+                    30,
+                    "NodePoolGeneral",
+                    "AWS::CloudFormation::Stack",
+                    ResourceStatus::CreateFailed,
+                    "Embedded stack arn:… was not successfully created: The following resource(s) failed to create: [WorkerGroup]",
+                ),
+            ),
+            (
+                "NodePoolGeneral".to_string(),
+                ev(
+                    20,
+                    "WorkerLaunchTemplate",
+                    "AWS::EC2::LaunchTemplate",
+                    ResourceStatus::CreateFailed,
+                    "Resource creation cancelled",
+                ),
+            ),
+            (
+                "NodePoolGeneral".to_string(),
+                ev(
+                    10,
+                    "WorkerGroup",
+                    "AWS::AutoScaling::AutoScalingGroup",
+                    ResourceStatus::CreateFailed,
+                    "You are not authorized to use launch template",
+                ),
+            ),
+            (
+                "Network".to_string(),
+                ev(
+                    5,
+                    "Vpc",
+                    "AWS::EC2::VPC",
+                    ResourceStatus::CreateComplete,
+                    "",
+                ),
+            ),
+            (
+                "Etcd".to_string(),
+                ev(
+                    15,
+                    "Etcd0",
+                    "AWS::EC2::Instance",
+                    ResourceStatus::CreateFailed,
+                    "Resource creation cancelled",
+                ),
+            ),
+        ];
+        let cause = root_cause(&events).expect("a cause");
+        assert!(
+            cause.starts_with(
+                "WorkerGroup (AWS::AutoScaling::AutoScalingGroup) in stack NodePoolGeneral"
+            ),
+            "{cause}"
+        );
+        assert!(cause.contains("not authorized"), "{cause}");
+        assert_eq!(root_cause(&events[3..4]), None);
+    }
+
+    #[test]
+    fn terminal_and_success_states() {
+        assert!(
+            !is_terminal("CREATE_IN_PROGRESS")
+                && !is_terminal("UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS")
+        );
+        assert!(is_terminal("ROLLBACK_COMPLETE") && !is_success("ROLLBACK_COMPLETE"));
+        assert!(is_success("CREATE_COMPLETE") && !is_success("UPDATE_ROLLBACK_COMPLETE"));
+    }
+}

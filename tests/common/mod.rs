@@ -133,6 +133,14 @@ impl Moto {
     }
 }
 
+impl Moto {
+    /// Stops the server now (it is also stopped on drop).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for Moto {
     fn drop(&mut self) {
         let _ = self.child.kill();

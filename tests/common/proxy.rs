@@ -37,7 +37,10 @@ impl Proxy {
     pub fn start(upstream: u16, faults: Faults) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("proxy port");
         let port = listener.local_addr().expect("addr").port();
-        let state = Arc::new(Mutex::new(State { rng: 0x9E37_79B9_7F4A_7C15, ..State::default() }));
+        let state = Arc::new(Mutex::new(State {
+            rng: 0x9E37_79B9_7F4A_7C15,
+            ..State::default()
+        }));
         let stop = Arc::new(AtomicBool::new(false));
         let (st, sp) = (state.clone(), stop.clone());
         std::thread::spawn(move || {
@@ -93,12 +96,23 @@ fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
 /// `service:Action`, from the SigV4 scope and the request.
 fn classify(head: &str, body: &[u8]) -> (String, String) {
     let auth = header(head, "authorization").unwrap_or_default();
-    let service = auth.split("Credential=").nth(1).and_then(|c| c.split('/').nth(3)).unwrap_or("unknown").to_string();
+    let service = auth
+        .split("Credential=")
+        .nth(1)
+        .and_then(|c| c.split('/').nth(3))
+        .unwrap_or("unknown")
+        .to_string();
     let mut first = head.lines().next().unwrap_or_default().split_whitespace();
-    let (method, target) = (first.next().unwrap_or_default(), first.next().unwrap_or_default());
+    let (method, target) = (
+        first.next().unwrap_or_default(),
+        first.next().unwrap_or_default(),
+    );
     let action = if let Some(t) = header(head, "x-amz-target") {
         t.rsplit('.').next().unwrap_or(t).to_string()
-    } else if let Some(a) = String::from_utf8_lossy(body).split('&').find_map(|kv| kv.strip_prefix("Action=").map(str::to_string)) {
+    } else if let Some(a) = String::from_utf8_lossy(body)
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("Action=").map(str::to_string))
+    {
         a
     } else if service == "s3" {
         let q = target.split_once('?').map(|(_, q)| q).unwrap_or_default();
@@ -137,7 +151,12 @@ fn fault_response(service: &str, json: bool, throttle: bool) -> Vec<u8> {
     format!("HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).into_bytes()
 }
 
-fn handle(conn: TcpStream, upstream: u16, faults: Faults, state: &Mutex<State>) -> std::io::Result<()> {
+fn handle(
+    conn: TcpStream,
+    upstream: u16,
+    faults: Faults,
+    state: &Mutex<State>,
+) -> std::io::Result<()> {
     conn.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut reader = BufReader::new(conn.try_clone()?);
     let mut head = String::new();
@@ -161,7 +180,8 @@ fn handle(conn: TcpStream, upstream: u16, faults: Faults, state: &Mutex<State>) 
             let mut size = String::new();
             reader.read_line(&mut size)?;
             body.extend_from_slice(size.as_bytes());
-            let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16).unwrap_or(0);
+            let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16)
+                .unwrap_or(0);
             let mut chunk = vec![0; n + 2];
             reader.read_exact(&mut chunk)?;
             body.extend_from_slice(&chunk);
@@ -184,7 +204,11 @@ fn handle(conn: TcpStream, upstream: u16, faults: Faults, state: &Mutex<State>) 
         };
         match f {
             Some(_) => s.injected += 1,
-            None => *s.forwarded.entry(format!("{service}:{action}")).or_default() += 1,
+            None => {
+                *s.forwarded
+                    .entry(format!("{service}:{action}"))
+                    .or_default() += 1
+            }
         }
         f
     };
@@ -211,7 +235,10 @@ fn handle(conn: TcpStream, upstream: u16, faults: Faults, state: &Mutex<State>) 
     up.write_all(&body)?;
     let mut resp = Vec::new();
     up.read_to_end(&mut resp)?;
-    let text_end = resp.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(resp.len());
+    let text_end = resp
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(resp.len());
     let head_text = String::from_utf8_lossy(&resp[..text_end]).to_string();
     let mut fixed = String::new();
     for (i, l) in head_text.split("\r\n").enumerate() {
@@ -225,6 +252,10 @@ fn handle(conn: TcpStream, upstream: u16, faults: Faults, state: &Mutex<State>) 
         }
     }
     client.write_all(fixed.as_bytes())?;
-    client.write_all(&resp[text_end.min(resp.len())..].strip_prefix(b"\r\n").unwrap_or(&resp[text_end.min(resp.len())..]))?;
+    client.write_all(
+        &resp[text_end.min(resp.len())..]
+            .strip_prefix(b"\r\n")
+            .unwrap_or(&resp[text_end.min(resp.len())..]),
+    )?;
     Ok(())
 }

@@ -20,6 +20,11 @@ launch template's values; so does this patch.
 Bridge 4 (moto 5.2.5): moto creates every AWS::ElasticLoadBalancingV2::LoadBalancer as an
 application load balancer, ignoring `Type: network`, so the TCP listener of a network
 load balancer is rejected. This patch passes the Type through.
+
+Bridge 5 (moto 5.2.5): ValidateTemplate runs cfn-lint and answers ValidationError for
+any finding, warnings included (e.g. W3010 on an availability zone), with a garbled
+message. Real ValidateTemplate rejects only invalid templates; this patch keeps only
+cfn-lint errors (rule ids starting with E).
 """
 
 import sys
@@ -109,6 +114,17 @@ def _lb_create(cls, resource_name, cloudformation_json, account_id, region_name,
 
 
 elbv2_models.FakeLoadBalancer.create_from_cloudformation_json = classmethod(_lb_create)
+
+from moto.cloudformation import models as cfn_models_for_validate
+
+_original_validate = cfn_models_for_validate.validate_template_cfn_lint
+
+
+def _validate_errors_only(template):
+    return [m for m in _original_validate(template) if str(getattr(m.rule, "id", "E")).startswith("E")]
+
+
+cfn_models_for_validate.validate_template_cfn_lint = _validate_errors_only
 
 if __name__ == "__main__":
     if moto.__version__ != "5.2.5":
