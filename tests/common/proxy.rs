@@ -252,10 +252,7 @@ fn handle(
         }
     }
     client.write_all(fixed.as_bytes())?;
-    client.write_all(
-        &resp[text_end.min(resp.len())..]
-            .strip_prefix(b"\r\n")
-            .unwrap_or(&resp[text_end.min(resp.len())..]),
-    )?;
+    let rest = &resp[text_end.min(resp.len())..];
+    client.write_all(rest.strip_prefix(b"\r\n").unwrap_or(rest))?;
     Ok(())
 }
