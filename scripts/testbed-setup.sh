@@ -3,7 +3,8 @@
 # when nothing is missing.
 #   - pinned Python tools (moto server, boto3, cfn-lint, kubernetes-validate, jsonschema)
 #     into a venv under the build directory (target/testbed/venv by default);
-#   - Debian packages, with apt-get, when missing: etcd-server etcd-client cloud-init shellcheck.
+#   - Debian packages, with apt-get, when missing: etcd-server etcd-client cloud-init shellcheck
+#     (and openssl curl git, which the tests and the quickstart call).
 # Environment: KUBE_AWS_TESTBED overrides the test-bed directory.
 set -euo pipefail
 
@@ -24,7 +25,7 @@ if [[ ! -x $venv/bin/python || ! -f $stamp || $(cat "$stamp") != "$want" ]]; the
 fi
 
 missing=()
-for pkg in etcd-server etcd-client cloud-init shellcheck; do
+for pkg in etcd-server etcd-client cloud-init shellcheck openssl curl git; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
 done
 if ((${#missing[@]})); then
