@@ -235,6 +235,31 @@ async fn full_flow_on_the_emulator() {
     assert_eq!((puts, stack_writes), (0, 0), "{second:?}");
     assert!(total(&second) <= 10, "{} calls: {second:?}", total(&second));
 
+    // A changed cluster.yaml: `up` refuses to touch the running cluster and changes nothing.
+    let yaml_path = bed.dir.path().join("cluster.yaml");
+    let yaml = std::fs::read_to_string(&yaml_path).expect("cluster.yaml");
+    std::fs::write(
+        &yaml_path,
+        yaml.replace("instanceType: t3.large", "instanceType: m6i.large"),
+    )
+    .expect("edit");
+    let refused = bed.run(&["up"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        text(&refused.stderr).contains("differs from cluster.yaml"),
+        "{}",
+        text(&refused.stderr)
+    );
+    let (calls, _) = bed.proxy.take_counts();
+    assert_eq!(calls.get("s3:PUTObject"), None, "{calls:?}");
+    assert!(
+        !calls
+            .keys()
+            .any(|k| k.ends_with("Stack") && !k.contains("Describe")),
+        "{calls:?}"
+    );
+    std::fs::write(&yaml_path, yaml).expect("restore");
+
     let status = bed.ok(&["status", "--output", "json"]);
     let (status_calls, _) = bed.proxy.take_counts();
     let v: serde_json::Value = serde_json::from_str(&status).expect("json");
