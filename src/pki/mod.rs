@@ -63,13 +63,6 @@ pub struct Report {
 }
 
 impl Report {
-    pub fn replaced(&self) -> Vec<&str> {
-        self.files
-            .iter()
-            .filter(|(_, o)| matches!(o, Outcome::Replaced(_)))
-            .map(|(f, _)| f.as_str())
-            .collect()
-    }
     fn push(&mut self, file: &str, o: Outcome) {
         self.files.push((file.to_string(), o));
     }

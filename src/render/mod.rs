@@ -414,7 +414,6 @@ impl Renderer<'_> {
             key: format!("{}/{rel}", self.prefix),
             sha256: sha,
         };
-        ctx.insert("assets_target", &target);
         let mut assets = ctx.get("assets").cloned().unwrap_or_default();
         if let Some(o) = assets.as_object_mut() {
             o.insert(
