@@ -15,6 +15,12 @@ use aws_sdk_cloudformation::types::{Capability, Parameter, Tag};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::Path;
 
+/// The user pressed Ctrl-C while watching. Not a failure of the operation, which goes on
+/// in CloudFormation; the CLI exits 130 on it.
+#[derive(Debug, thiserror::Error)]
+#[error("stopped watching; CloudFormation carries on. `kube-aws status --watch` re-attaches.")]
+pub struct Detached;
+
 /// Where the nested templates are, as the root stack's AssetsBaseUrl parameter: the
 /// real S3 URL, or the overridden endpoint (path-style) when one is configured.
 pub fn assets_base_url(sdk: &SdkConfig, model: &Model) -> String {
@@ -142,11 +148,14 @@ pub async fn up(
                     .send()
                     .await
                     .map_err(|e| anyhow::anyhow!("deleting {name}: {}", describe(&e)))?;
-                if let watch::Outcome::Failed { status, cause } = watch::watch(&cfn, &id).await? {
-                    bail!(
+                // Create again only once the old stack is really gone.
+                match watch::watch(&cfn, &id).await? {
+                    watch::Outcome::Succeeded(_) => {}
+                    watch::Outcome::Failed { status, cause } => bail!(
                         "deleting {name} ended in {status}: {}",
                         cause.unwrap_or_default()
-                    );
+                    ),
+                    watch::Outcome::Detached => return Err(Detached.into()),
                 }
             }
             "ROLLBACK_COMPLETE" => bail!(
@@ -259,12 +268,7 @@ async fn finish(
             cfg.cluster_name,
             cause.unwrap_or_else(|| "CloudFormation gave no failed event".into())
         ),
-        watch::Outcome::Detached => {
-            println!(
-                "Stopped watching; CloudFormation carries on. `kube-aws status --watch` re-attaches."
-            );
-            std::process::exit(130);
-        }
+        watch::Outcome::Detached => Err(Detached.into()),
     }
 }
 
@@ -341,10 +345,7 @@ pub async fn destroy(
                 "deleting {name} ended in {status}\n  root cause: {}",
                 cause.unwrap_or_default()
             ),
-            watch::Outcome::Detached => {
-                println!("Stopped watching; the deletion carries on.");
-                std::process::exit(130);
-            }
+            watch::Outcome::Detached => return Err(Detached.into()),
         }
     } else {
         println!("There is no stack {name}.");
