@@ -10,6 +10,10 @@ use std::collections::BTreeMap;
 
 /// The etcd image, run as a static pod by a standalone kubelet on the etcd members.
 pub const ETCD_IMAGE: &str = "registry.k8s.io/etcd:3.5.21-0";
+/// Minor version of the standalone kubelet on etcd hosts. It only runs the etcd static
+/// pod and never joins the cluster, so it follows the etcd image, not kubernetesVersion:
+/// a Kubernetes upgrade never replaces the etcd members.
+pub const ETCD_HOST_KUBELET_MINOR: &str = "1.34";
 /// The public SSM parameter of the current Ubuntu LTS AMI.
 pub const UBUNTU_AMI_PARAMETER: &str =
     "/aws/service/canonical/ubuntu/server/24.04/stable/current/amd64/hvm/ebs-gp3/ami-id";
@@ -228,6 +232,7 @@ pub struct VersionsCtx {
     pub kubernetes: String,
     pub kubernetes_minor: String,
     pub etcd_image: String,
+    pub etcd_host_kubelet_minor: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -578,6 +583,7 @@ pub fn build(c: &Config, m: &Model) -> Ctx {
             kubernetes: version,
             kubernetes_minor: minor,
             etcd_image: ETCD_IMAGE.to_string(),
+            etcd_host_kubelet_minor: ETCD_HOST_KUBELET_MINOR.to_string(),
         },
         ami: AmiCtx {
             id: c.ami_id.clone(),
