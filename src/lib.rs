@@ -9,4 +9,5 @@ pub mod config;
 pub mod deploy;
 pub mod model;
 pub mod pki;
+pub mod plan;
 pub mod render;

@@ -3,6 +3,7 @@
 
 mod completion;
 mod destroy;
+mod diff;
 mod init;
 pub mod inputs;
 mod render;
@@ -10,6 +11,7 @@ mod schema;
 mod show;
 mod status;
 mod up;
+mod update;
 mod validate;
 
 use clap::{Parser, Subcommand};
@@ -28,6 +30,8 @@ Workflow:
   kube-aws validate
   kube-aws up
   kube-aws status
+  kube-aws diff                 # after editing cluster.yaml: review the plan (exit 2 = changes)
+  kube-aws update               # apply it
   kube-aws show certificates
   kube-aws --dir clusters/prod validate";
 
@@ -69,6 +73,11 @@ pub enum Command {
     /// Create the cluster: encrypt secrets, upload assets, create the stacks, watch.
     #[command(visible_alias = "apply")]
     Up(up::UpArgs),
+    /// Show what `update` would change: diffs per stack and cloud-config, then the plan.
+    /// Exits 0 with no change, 2 with changes.
+    Diff(diff::DiffArgs),
+    /// Apply cluster.yaml to a running cluster: upload changed assets, update the stacks.
+    Update(update::UpdateArgs),
     /// Show the root and nested stacks with their status, last event and key outputs.
     Status(status::StatusArgs),
     /// Delete the cluster's stacks and uploaded assets, then list leftovers.
@@ -94,6 +103,14 @@ pub type Result<T = ()> = anyhow::Result<T>;
 
 pub fn run(cli: Cli) -> ExitCode {
     let result = match &cli.command {
+        Command::Diff(a) => {
+            return match diff::run(&cli, a) {
+                Ok(false) => ExitCode::SUCCESS,
+                Ok(true) => ExitCode::from(2),
+                Err(e) => report(e),
+            };
+        }
+        Command::Update(a) => update::run(&cli, a),
         Command::Init(args) => init::run(&cli, args),
         Command::Validate(args) => validate::run(&cli, args),
         Command::Render(cmd) => render::run(&cli, cmd),
@@ -115,18 +132,21 @@ pub fn run(cli: Cli) -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) if e.downcast_ref::<crate::deploy::Detached>().is_some() => {
-            eprintln!("{e}");
-            ExitCode::from(130)
-        }
-        Err(e) => {
-            eprintln!("error: {}", e.to_string().trim_end());
-            for cause in e.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
-            }
-            ExitCode::FAILURE
-        }
+        Err(e) => report(e),
     }
+}
+
+/// Prints an error and gives its exit code: 130 when the user detached, else 1.
+fn report(e: anyhow::Error) -> ExitCode {
+    if e.downcast_ref::<crate::deploy::Detached>().is_some() {
+        eprintln!("{e}");
+        return ExitCode::from(130);
+    }
+    eprintln!("error: {}", e.to_string().trim_end());
+    for cause in e.chain().skip(1) {
+        eprintln!("  caused by: {cause}");
+    }
+    ExitCode::FAILURE
 }
 
 /// Path of cluster.yaml in the cluster directory.

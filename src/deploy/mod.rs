@@ -2,6 +2,7 @@
 //! what is missing, creates, watches, reports and deletes stacks.
 
 pub mod stack;
+pub mod update;
 pub mod watch;
 
 use crate::aws::{self, describe, s3::Upload};
