@@ -61,6 +61,8 @@ async fn main() {
         ("up", vec!["up"]),
         ("status", vec!["status"]),
         ("up (unchanged)", vec!["up"]),
+        ("diff (no change)", vec!["diff"]),
+        ("diff --output json", vec!["diff", "--output", "json"]),
         ("destroy", vec!["destroy", "--force"]),
     ];
     println!("{:<22} {:>9} {:>6}  calls", "command", "ms", "calls");
@@ -88,7 +90,7 @@ async fn main() {
             String::from_utf8_lossy(&out.stderr)
         );
         let (calls, _) = proxy.take_counts();
-        if !name.starts_with("up (") && name != "destroy" {
+        if !name.starts_with("up (") && !name.starts_with("diff") && name != "destroy" {
             flow_ms += ms;
         }
         let detail: Vec<String> = calls.iter().map(|(k, v)| format!("{k}={v}")).collect();
