@@ -4,6 +4,7 @@
 //! `config` is pure; only `aws` talks to AWS. See ARCHITECTURE.md.
 
 pub mod aws;
+pub mod broker;
 pub mod cli;
 pub mod config;
 pub mod deploy;

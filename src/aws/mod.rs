@@ -6,6 +6,7 @@
 //! local emulators need. Retries are adaptive, so throttling slows the client down
 //! instead of failing the run.
 
+pub mod dynamodb;
 pub mod kms;
 pub mod s3;
 

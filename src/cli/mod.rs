@@ -1,6 +1,7 @@
 //! Command-line interface: argument types (clap derive) and dispatch. One thin file per
 //! command; the work happens in the library modules.
 
+mod broker;
 mod completion;
 mod destroy;
 mod diff;
@@ -85,6 +86,9 @@ pub enum Command {
     /// Inspect rendered assets.
     #[command(subcommand)]
     Show(show::ShowCommand),
+    /// The AWS service broker (Open Service Broker API backed by CloudFormation).
+    #[command(subcommand)]
+    Broker(broker::BrokerCommand),
     /// Print the JSON Schema of cluster.yaml.
     #[command(after_help = "Example:\n  kube-aws schema > cluster.schema.json")]
     Schema,
@@ -111,6 +115,7 @@ pub fn run(cli: Cli) -> ExitCode {
             };
         }
         Command::Update(a) => update::run(&cli, a),
+        Command::Broker(c) => broker::run(c),
         Command::Init(args) => init::run(&cli, args),
         Command::Validate(args) => validate::run(&cli, args),
         Command::Render(cmd) => render::run(&cli, cmd),

@@ -1,6 +1,7 @@
 //! Apply: the only place (with `aws`) that talks to AWS. Encrypts the secrets, uploads
 //! what is missing, creates, watches, reports and deletes stacks.
 
+pub mod broker;
 pub mod stack;
 pub mod update;
 pub mod watch;

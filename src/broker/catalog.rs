@@ -1,0 +1,499 @@
+//! The broker's catalog: CloudFormation templates whose `Metadata.KubeAwsBroker` section
+//! declares the service, its plans, the parameters users may set, the outputs that become
+//! credentials and a binding's least-privilege policy. Built in (`broker-catalog/`) and
+//! extended or overridden by `--catalog DIR`. Pure: no I/O besides `load_dir`.
+
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The templates shipped in the binary.
+pub const BUILTIN: &[(&str, &str)] = &[
+    ("s3.yaml", include_str!("../../broker-catalog/s3.yaml")),
+    ("sqs.yaml", include_str!("../../broker-catalog/sqs.yaml")),
+    ("sns.yaml", include_str!("../../broker-catalog/sns.yaml")),
+    (
+        "dynamodb.yaml",
+        include_str!("../../broker-catalog/dynamodb.yaml"),
+    ),
+    ("kms.yaml", include_str!("../../broker-catalog/kms.yaml")),
+    (
+        "kinesis.yaml",
+        include_str!("../../broker-catalog/kinesis.yaml"),
+    ),
+    (
+        "rdspostgresql.yaml",
+        include_str!("../../broker-catalog/rdspostgresql.yaml"),
+    ),
+    (
+        "rdsmysql.yaml",
+        include_str!("../../broker-catalog/rdsmysql.yaml"),
+    ),
+    (
+        "rdsmariadb.yaml",
+        include_str!("../../broker-catalog/rdsmariadb.yaml"),
+    ),
+    (
+        "elasticache.yaml",
+        include_str!("../../broker-catalog/elasticache.yaml"),
+    ),
+    (
+        "route53.yaml",
+        include_str!("../../broker-catalog/route53.yaml"),
+    ),
+    (
+        "athena.yaml",
+        include_str!("../../broker-catalog/athena.yaml"),
+    ),
+];
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PlanSpec {
+    pub name: String,
+    pub id: String,
+    pub description: String,
+    /// Parameter values the plan sets; users may not override them.
+    #[serde(default)]
+    pub fixed: BTreeMap<String, String>,
+    /// Parameter values the plan suggests; users may override them.
+    #[serde(default)]
+    pub defaults: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Meta {
+    name: String,
+    id: String,
+    description: String,
+    #[serde(default)]
+    tags: Vec<String>,
+    bindable: bool,
+    plan_updateable: bool,
+    #[serde(default)]
+    update_parameters: Vec<String>,
+    plans: Vec<PlanSpec>,
+    credentials: BTreeMap<String, String>,
+    bind_prefix: String,
+    #[serde(default)]
+    bind_policy: Vec<Value>,
+}
+
+/// One service of the catalog.
+#[derive(Debug, Clone)]
+pub struct Service {
+    pub name: String,
+    pub id: String,
+    pub description: String,
+    pub tags: Vec<String>,
+    pub bindable: bool,
+    pub plan_updateable: bool,
+    pub plans: Vec<PlanSpec>,
+    /// The template as JSON, Metadata included; sent as TemplateBody.
+    pub template: Value,
+    /// The template's Parameters section.
+    pub parameters: Map<String, Value>,
+    pub update_parameters: Vec<String>,
+    /// Credential key → output name.
+    pub credentials: BTreeMap<String, String>,
+    pub bind_prefix: String,
+    /// IAM statements for a binding's user; `${Output}` is an output of the instance stack.
+    pub bind_policy: Vec<Value>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    pub services: Vec<Service>,
+}
+
+/// Parses one catalog template; `file` names it in errors.
+pub fn parse(file: &str, text: &str) -> Result<Service, String> {
+    let template: Value =
+        serde_yaml_ng::from_str(text).map_err(|e| format!("{file}: not a YAML template: {e}"))?;
+    let meta = template
+        .pointer("/Metadata/KubeAwsBroker")
+        .cloned()
+        .ok_or_else(|| format!("{file}: no Metadata.KubeAwsBroker section"))?;
+    let meta: Meta = serde_path_to_error::deserialize(meta)
+        .map_err(|e| format!("{file}: Metadata.KubeAwsBroker.{}: {}", e.path(), e.inner()))?;
+    let parameters = template
+        .get("Parameters")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    for p in &meta.plans {
+        for k in p.fixed.keys().chain(p.defaults.keys()) {
+            if !parameters.contains_key(k) {
+                return Err(format!(
+                    "{file}: plan {} sets `{k}`, which is not a template parameter",
+                    p.name
+                ));
+            }
+        }
+    }
+    for k in &meta.update_parameters {
+        if !parameters.contains_key(k) {
+            return Err(format!("{file}: updateParameters names unknown `{k}`"));
+        }
+    }
+    if meta.plans.is_empty() {
+        return Err(format!("{file}: a service needs at least one plan"));
+    }
+    Ok(Service {
+        name: meta.name,
+        id: meta.id,
+        description: meta.description,
+        tags: meta.tags,
+        bindable: meta.bindable,
+        plan_updateable: meta.plan_updateable,
+        plans: meta.plans,
+        template,
+        parameters,
+        update_parameters: meta.update_parameters,
+        credentials: meta.credentials,
+        bind_prefix: meta.bind_prefix,
+        bind_policy: meta.bind_policy,
+    })
+}
+
+impl Catalog {
+    /// The built-in services, then those of `dir` (a file with a built-in service's name
+    /// replaces it).
+    pub fn load(dir: Option<&Path>) -> Result<Catalog, String> {
+        let mut c = Catalog::default();
+        for (f, t) in BUILTIN {
+            c.add(parse(f, t)?);
+        }
+        if let Some(d) = dir {
+            let mut files: Vec<_> = std::fs::read_dir(d)
+                .map_err(|e| format!("--catalog {}: {e}", d.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+                .collect();
+            files.sort();
+            for p in files {
+                let text =
+                    std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+                c.add(parse(&p.display().to_string(), &text)?);
+            }
+        }
+        let mut ids = std::collections::BTreeSet::new();
+        for s in &c.services {
+            for id in std::iter::once(&s.id).chain(s.plans.iter().map(|p| &p.id)) {
+                if !ids.insert(id.clone()) {
+                    return Err(format!(
+                        "catalog: id {id} is used twice (service {})",
+                        s.name
+                    ));
+                }
+            }
+        }
+        Ok(c)
+    }
+
+    fn add(&mut self, s: Service) {
+        self.services.retain(|x| x.name != s.name);
+        self.services.push(s);
+    }
+
+    pub fn service(&self, id: &str) -> Option<&Service> {
+        self.services.iter().find(|s| s.id == id)
+    }
+
+    /// Keeps only the named services (the add-on's `services` list).
+    pub fn only(&mut self, names: &[String]) {
+        if !names.is_empty() {
+            self.services.retain(|s| names.contains(&s.name));
+        }
+    }
+
+    /// `GET /v2/catalog`.
+    pub fn osb(&self) -> Value {
+        json!({"services": self.services.iter().map(Service::osb).collect::<Vec<_>>()})
+    }
+}
+
+impl Service {
+    pub fn plan(&self, id: &str) -> Option<&PlanSpec> {
+        self.plans.iter().find(|p| p.id == id)
+    }
+
+    fn osb(&self) -> Value {
+        json!({
+            "name": self.name,
+            "id": self.id,
+            "description": self.description,
+            "tags": self.tags,
+            "bindable": self.bindable,
+            "plan_updateable": self.plan_updateable,
+            "instances_retrievable": true,
+            "bindings_retrievable": true,
+            "allow_context_updates": false,
+            "metadata": {"displayName": self.description, "providerDisplayName": "kube-aws"},
+            "plans": self.plans.iter().map(|p| json!({
+                "id": p.id,
+                "name": p.name,
+                "description": p.description,
+                "free": false,
+                "bindable": self.bindable,
+                "schemas": {
+                    "service_instance": {
+                        "create": {"parameters": self.schema(p, false)},
+                        "update": {"parameters": self.schema(p, true)},
+                    },
+                    "service_binding": {"create": {"parameters": {
+                        "$schema": "http://json-schema.org/draft-04/schema#",
+                        "type": "object", "additionalProperties": false}}},
+                },
+            })).collect::<Vec<_>>(),
+        })
+    }
+
+    /// Parameters a user may set for `plan`: every template parameter the plan does not
+    /// fix (for update: only the updatable ones).
+    pub fn settable(&self, plan: &PlanSpec, update: bool) -> Vec<String> {
+        self.parameters
+            .keys()
+            .filter(|k| !plan.fixed.contains_key(*k))
+            .filter(|k| !update || self.update_parameters.contains(k))
+            .cloned()
+            .collect()
+    }
+
+    /// The JSON Schema (draft-04, as OSB specifies) of the parameters for `plan`.
+    pub fn schema(&self, plan: &PlanSpec, update: bool) -> Value {
+        let mut props = Map::new();
+        let mut required = Vec::new();
+        for k in self.settable(plan, update) {
+            let p = &self.parameters[&k];
+            let ty = p.get("Type").and_then(Value::as_str).unwrap_or("String");
+            let mut s = Map::new();
+            // CloudFormation parameters are strings on the wire; numbers may come as either.
+            if ty == "Number" {
+                s.insert("type".into(), json!(["number", "string"]));
+                if let Some(m) = p.get("MinValue") {
+                    s.insert("minimum".into(), m.clone());
+                }
+                if let Some(m) = p.get("MaxValue") {
+                    s.insert("maximum".into(), m.clone());
+                }
+            } else {
+                s.insert("type".into(), json!("string"));
+                if let Some(a) = p.get("AllowedValues") {
+                    s.insert("enum".into(), a.clone());
+                }
+                if let Some(a) = p.get("AllowedPattern").and_then(Value::as_str) {
+                    s.insert("pattern".into(), json!(format!("^(?:{a})$")));
+                }
+                if let Some(m) = p.get("MinLength") {
+                    s.insert("minLength".into(), m.clone());
+                }
+                if let Some(m) = p.get("MaxLength") {
+                    s.insert("maxLength".into(), m.clone());
+                }
+            }
+            if let Some(d) = p.get("Description") {
+                s.insert("description".into(), d.clone());
+            }
+            let default = plan
+                .defaults
+                .get(&k)
+                .map(|v| json!(v))
+                .or_else(|| p.get("Default").cloned());
+            match default {
+                Some(d) => {
+                    s.insert("default".into(), d);
+                }
+                None if !update => required.push(k.clone()),
+                None => {}
+            }
+            props.insert(k, Value::Object(s));
+        }
+        let mut schema = json!({
+            "$schema": "http://json-schema.org/draft-04/schema#",
+            "type": "object",
+            "additionalProperties": false,
+            "properties": props,
+        });
+        // Draft 4 wants at least one entry in `required` when it is present.
+        if !required.is_empty() {
+            schema["required"] = json!(required);
+        }
+        schema
+    }
+
+    /// The CloudFormation parameter values for a provision (`update` false) or the values
+    /// a user changes in an update. Validates `given` against the plan's schema first.
+    pub fn resolve(
+        &self,
+        plan: &PlanSpec,
+        given: &Map<String, Value>,
+        update: bool,
+    ) -> Result<BTreeMap<String, String>, String> {
+        let schema = self.schema(plan, update);
+        let validator = jsonschema::draft4::new(&schema)
+            .map_err(|e| format!("the catalog's schema for {} is invalid: {e}", self.name))?;
+        let instance = Value::Object(given.clone());
+        let errors: Vec<String> = validator
+            .iter_errors(&instance)
+            .map(|e| {
+                let path = e.instance_path.to_string();
+                if path.is_empty() {
+                    e.to_string()
+                } else {
+                    format!("{}: {e}", path.trim_start_matches('/'))
+                }
+            })
+            .collect();
+        if !errors.is_empty() {
+            return Err(errors.join("; "));
+        }
+        let mut out = BTreeMap::new();
+        if !update {
+            // Every parameter is sent explicitly: the stack records the value it was made
+            // with, and a later change of a template default never reaches it silently.
+            for (k, p) in &self.parameters {
+                if let Some(d) = p.get("Default") {
+                    let d = d
+                        .as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| d.to_string());
+                    out.insert(k.clone(), d);
+                }
+            }
+            for (k, v) in &plan.defaults {
+                out.insert(k.clone(), v.clone());
+            }
+            for (k, v) in &plan.fixed {
+                out.insert(k.clone(), v.clone());
+            }
+        }
+        for (k, v) in given {
+            let s = match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            out.insert(k.clone(), s);
+        }
+        Ok(out)
+    }
+}
+
+/// Replaces `${Name}` with the instance stack's output `Name` in every string of `v`.
+/// Fails on an output the stack does not have.
+pub fn substitute(v: &Value, outputs: &BTreeMap<String, String>) -> Result<Value, String> {
+    Ok(match v {
+        Value::String(s) => {
+            let mut out = String::new();
+            let mut rest = s.as_str();
+            while let Some(i) = rest.find("${") {
+                out.push_str(&rest[..i]);
+                let after = &rest[i + 2..];
+                let end = after
+                    .find('}')
+                    .ok_or_else(|| format!("unterminated ${{ in `{s}`"))?;
+                let name = &after[..end];
+                out.push_str(
+                    outputs
+                        .get(name)
+                        .ok_or_else(|| format!("the instance has no output `{name}`"))?,
+                );
+                rest = &after[end + 1..];
+            }
+            out.push_str(rest);
+            Value::String(out)
+        }
+        Value::Array(a) => Value::Array(
+            a.iter()
+                .map(|x| substitute(x, outputs))
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, x)| Ok((k.clone(), substitute(x, outputs)?)))
+                .collect::<Result<_, String>>()?,
+        ),
+        other => other.clone(),
+    })
+}
+
+/// The stack of one binding: an IAM user allowed exactly `statements`, and its access key.
+pub fn binding_template(service: &str, statements: &[Value]) -> Value {
+    json!({
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Description": format!("kube-aws service broker binding of a {service} instance"),
+        "Resources": {
+            "User": {
+                "Type": "AWS::IAM::User",
+                "Properties": {
+                    "Policies": [{
+                        "PolicyName": "binding",
+                        "PolicyDocument": {"Version": "2012-10-17", "Statement": statements},
+                    }],
+                },
+            },
+            "AccessKey": {
+                "Type": "AWS::IAM::AccessKey",
+                "Properties": {"UserName": {"Ref": "User"}},
+            },
+        },
+        "Outputs": {
+            "AccessKeyId": {"Value": {"Ref": "AccessKey"}},
+            "SecretAccessKey": {"Value": {"Fn::GetAtt": ["AccessKey", "SecretAccessKey"]}},
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_catalog_loads_with_unique_ids() {
+        let c = Catalog::load(None).unwrap();
+        assert!(c.services.len() >= 12);
+        let osb = c.osb();
+        assert_eq!(osb["services"].as_array().unwrap().len(), c.services.len());
+    }
+
+    #[test]
+    fn resolves_and_validates_parameters() {
+        let c = Catalog::load(None).unwrap();
+        let s3 = c.services.iter().find(|s| s.name == "s3").unwrap();
+        let prod = s3.plans.iter().find(|p| p.name == "production").unwrap();
+        let v = s3.resolve(prod, &Map::new(), false).unwrap();
+        assert_eq!(v["EnableVersioning"], "true");
+        assert_eq!(v["LogRetentionDays"], "365");
+        let mut given = Map::new();
+        given.insert("EnableVersioning".into(), json!("false"));
+        let e = s3.resolve(prod, &given, false).unwrap_err();
+        assert!(e.contains("EnableVersioning"), "{e}");
+        let mut given = Map::new();
+        given.insert("LogRetentionDays".into(), json!(0));
+        assert!(s3.resolve(prod, &given, false).is_err());
+        given.insert("LogRetentionDays".into(), json!(30));
+        assert_eq!(
+            s3.resolve(prod, &given, false).unwrap()["LogRetentionDays"],
+            "30"
+        );
+        let rds = c
+            .services
+            .iter()
+            .find(|s| s.name == "rdspostgresql")
+            .unwrap();
+        let e = rds.resolve(&rds.plans[0], &Map::new(), false).unwrap_err();
+        assert!(e.contains("DBSubnetGroupName"), "{e}");
+    }
+
+    #[test]
+    fn substitutes_outputs() {
+        let o: BTreeMap<String, String> = [("BucketArn".to_string(), "arn:b".to_string())].into();
+        assert_eq!(
+            substitute(&json!(["${BucketArn}/*"]), &o).unwrap(),
+            json!(["arn:b/*"])
+        );
+        assert!(substitute(&json!("${Nope}"), &o).is_err());
+    }
+}
