@@ -431,6 +431,21 @@ fn matrix() -> Vec<(
             ROOT_GENERAL,
             &[],
         ),
+        (
+            "add-ons switched on",
+            |v| {
+                set(v, &["addons", "serviceCatalog", "enabled"], y("true"));
+                set(v, &["addons", "awsServiceBroker", "enabled"], y("true"));
+            },
+            &["root", "addons"],
+            &[],
+        ),
+        (
+            "Service Catalog alone",
+            |v| set(v, &["addons", "serviceCatalog", "enabled"], y("true")),
+            &[],
+            &[],
+        ),
         // Determinism: edits that change nothing deployed.
         (
             "labels reordered",

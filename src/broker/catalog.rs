@@ -79,6 +79,10 @@ struct Meta {
     bind_prefix: String,
     #[serde(default)]
     bind_policy: Vec<Value>,
+    /// What the broker itself needs to provision the service through CloudFormation;
+    /// `${BrokerId}`, `${Partition}`, `${Region}`, `${AccountId}` are filled in.
+    #[serde(default)]
+    broker_policy: Vec<Value>,
 }
 
 /// One service of the catalog.
@@ -101,6 +105,7 @@ pub struct Service {
     pub bind_prefix: String,
     /// IAM statements for a binding's user; `${Output}` is an output of the instance stack.
     pub bind_policy: Vec<Value>,
+    pub broker_policy: Vec<Value>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -155,6 +160,7 @@ pub fn parse(file: &str, text: &str) -> Result<Service, String> {
         credentials: meta.credentials,
         bind_prefix: meta.bind_prefix,
         bind_policy: meta.bind_policy,
+        broker_policy: meta.broker_policy,
     })
 }
 
@@ -419,8 +425,44 @@ pub fn substitute(v: &Value, outputs: &BTreeMap<String, String>) -> Result<Value
     })
 }
 
-/// The stack of one binding: an IAM user allowed exactly `statements`, and its access key.
-pub fn binding_template(service: &str, statements: &[Value]) -> Value {
+/// The IAM statements the broker's role needs for `services` (their `brokerPolicy`), as
+/// CloudFormation JSON: every resource ARN becomes an `Fn::Sub` over the pseudo
+/// parameters, `${BrokerId}` is the broker id.
+pub fn broker_policy(catalog: &Catalog, services: &[String], broker_id: &str) -> Vec<Value> {
+    fn sub(v: &Value, broker_id: &str) -> Value {
+        match v {
+            Value::String(s) => {
+                let t = s
+                    .replace("${BrokerId}", broker_id)
+                    .replace("${Partition}", "${AWS::Partition}")
+                    .replace("${Region}", "${AWS::Region}")
+                    .replace("${AccountId}", "${AWS::AccountId}");
+                if t.contains("${AWS::") {
+                    json!({"Fn::Sub": t})
+                } else {
+                    Value::String(t)
+                }
+            }
+            Value::Array(a) => Value::Array(a.iter().map(|x| sub(x, broker_id)).collect()),
+            Value::Object(m) => Value::Object(
+                m.iter()
+                    .map(|(k, x)| (k.clone(), sub(x, broker_id)))
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+    catalog
+        .services
+        .iter()
+        .filter(|s| services.contains(&s.name))
+        .flat_map(|s| s.broker_policy.iter().map(|p| sub(p, broker_id)))
+        .collect()
+}
+
+/// The stack of one binding: an IAM user under the path `/<brokerId>/` (the only users the
+/// broker may manage) allowed exactly `statements`, and its access key.
+pub fn binding_template(service: &str, broker_id: &str, statements: &[Value]) -> Value {
     json!({
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": format!("kube-aws service broker binding of a {service} instance"),
@@ -428,6 +470,7 @@ pub fn binding_template(service: &str, statements: &[Value]) -> Value {
             "User": {
                 "Type": "AWS::IAM::User",
                 "Properties": {
+                    "Path": format!("/{broker_id}/"),
                     "Policies": [{
                         "PolicyName": "binding",
                         "PolicyDocument": {"Version": "2012-10-17", "Statement": statements},
@@ -485,6 +528,36 @@ mod tests {
             .unwrap();
         let e = rds.resolve(&rds.plans[0], &Map::new(), false).unwrap_err();
         assert!(e.contains("DBSubnetGroupName"), "{e}");
+    }
+
+    #[test]
+    fn every_service_says_what_the_broker_needs() {
+        let c = Catalog::load(None).unwrap();
+        let names: Vec<String> = c.services.iter().map(|s| s.name.clone()).collect();
+        for s in &c.services {
+            assert!(
+                !s.broker_policy.is_empty(),
+                "{} has no brokerPolicy",
+                s.name
+            );
+        }
+        let p = broker_policy(&c, &["sqs".to_string()], "awsbroker");
+        assert_eq!(
+            p[0]["Resource"][0],
+            json!({"Fn::Sub": "arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:awsbroker-*"})
+        );
+        assert_eq!(broker_policy(&c, &names, "b").len(), 24);
+        let mut sorted = names.clone();
+        sorted.sort();
+        let mut known: Vec<String> = crate::config::validate::BROKER_SERVICES
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        known.sort();
+        assert_eq!(
+            sorted, known,
+            "cluster.yaml accepts exactly the built-in services"
+        );
     }
 
     #[test]

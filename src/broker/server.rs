@@ -869,7 +869,7 @@ async fn bind(
         .map_err(|e| {
             OsbError::internal(anyhow::anyhow!("the {} binding policy: {e}", service.name))
         })?;
-    let template = catalog::binding_template(&service.name, &statements);
+    let template = catalog::binding_template(&service.name, &app.broker_id, &statements);
     let name = format!("{}-b-{bid}", inst.stack_name);
     b.stack_name = Some(name.clone());
     save(&app, &bkey(&iid, &bid), &b).await?;

@@ -42,6 +42,7 @@ pub struct Ctx {
     pub pools: Vec<PoolCtx>,
     pub versions: VersionsCtx,
     pub ami: AmiCtx,
+    pub addons: AddonsCtx,
     /// Filled in as rendering proceeds.
     pub assets: AssetsCtx,
     pub credentials: CredentialsCtx,
@@ -246,6 +247,30 @@ pub struct UserdataRef {
     pub key: String,
     pub url: String,
     pub sha256: String,
+}
+
+/// The add-ons: the broker's prerequisites stack exists only when the broker is on.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AddonsCtx {
+    pub catalog: bool,
+    pub broker: bool,
+    pub broker_id: String,
+    pub namespace: String,
+    /// DynamoDB table of the broker's state.
+    pub table: String,
+    /// IAM role the broker assumes from the controllers.
+    pub role_name: String,
+    /// The role's statements for the offered services, as a JSON array.
+    pub broker_policy: String,
+}
+
+/// Names of the broker's table and role: fixed, so manifests rendered before the stack
+/// exists can name them.
+pub fn broker_names(cluster: &str, broker_id: &str) -> (String, String) {
+    (
+        format!("kube-aws-{cluster}-{broker_id}-state"),
+        format!("kube-aws-{cluster}-{broker_id}"),
+    )
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -589,9 +614,32 @@ pub fn build(c: &Config, m: &Model) -> Ctx {
             id: c.ami_id.clone(),
             ssm_parameter: UBUNTU_AMI_PARAMETER.to_string(),
         },
+        addons: addons_ctx(c),
         assets: AssetsCtx::default(),
         credentials: CredentialsCtx::default(),
         pool: None,
+    }
+}
+
+fn addons_ctx(c: &Config) -> AddonsCtx {
+    let b = &c.addons.aws_service_broker;
+    let (table, role_name) = broker_names(&c.cluster_name, &b.broker_id);
+    let policy = if b.enabled {
+        // The built-in catalog always parses (a unit test proves it).
+        crate::broker::catalog::Catalog::load(None)
+            .map(|cat| crate::broker::catalog::broker_policy(&cat, &b.services, &b.broker_id))
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    AddonsCtx {
+        catalog: c.addons.service_catalog.enabled,
+        broker: b.enabled,
+        broker_id: b.broker_id.clone(),
+        namespace: b.namespace.clone(),
+        table,
+        role_name,
+        broker_policy: serde_json::to_string(&policy).unwrap_or_else(|_| "[]".into()),
     }
 }
 

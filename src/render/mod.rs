@@ -575,6 +575,15 @@ pub fn render(
             .insert(format!("node-pool-{name}"), key.clone());
         ctx.pools[i].template = key;
     }
+    if ctx.addons.broker {
+        let key = r.stack(
+            "addons",
+            "addons",
+            "stack-templates/addons.yaml",
+            &base(&slim(&ctx), &empty)?,
+        )?;
+        ctx.assets.stacks.insert("addons".into(), key);
+    }
     r.stack(
         "root",
         "root",

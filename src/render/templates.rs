@@ -26,6 +26,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../stack-templates/node-pool.yaml"),
     ),
     (
+        "stack-templates/addons.yaml",
+        include_str!("../../stack-templates/addons.yaml"),
+    ),
+    (
         "userdata/instance-user-data.yaml",
         include_str!("../../userdata/instance-user-data.yaml"),
     ),

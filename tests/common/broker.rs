@@ -45,7 +45,12 @@ impl Broker {
                 "--auth",
                 "bearer",
             ])
-            .args(["--state", state, "--broker-id", "kab"])
+            .args(["--state", state])
+            .args(if extra.contains(&"--broker-id") {
+                &[][..]
+            } else {
+                &["--broker-id", "kab"][..]
+            })
             .args(extra)
             .envs(moto.env())
             .env("KUBE_AWS_BROKER_TOKEN", TOKEN)
