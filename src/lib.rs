@@ -3,6 +3,7 @@
 //! Data flows one way: `config` (parse + validate) → model → render → plan → apply.
 //! `config` is pure; only `aws` talks to AWS. See ARCHITECTURE.md.
 
+pub mod addons;
 pub mod aws;
 pub mod broker;
 pub mod cli;

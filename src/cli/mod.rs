@@ -1,6 +1,7 @@
 //! Command-line interface: argument types (clap derive) and dispatch. One thin file per
 //! command; the work happens in the library modules.
 
+mod addons;
 mod broker;
 mod completion;
 mod destroy;
@@ -86,6 +87,9 @@ pub enum Command {
     /// Inspect rendered assets.
     #[command(subcommand)]
     Show(show::ShowCommand),
+    /// The cluster add-ons: Service Catalog and AWS service broker manifests.
+    #[command(subcommand)]
+    Addons(addons::AddonsCommand),
     /// The AWS service broker (Open Service Broker API backed by CloudFormation).
     #[command(subcommand)]
     Broker(broker::BrokerCommand),
@@ -116,6 +120,7 @@ pub fn run(cli: Cli) -> ExitCode {
         }
         Command::Update(a) => update::run(&cli, a),
         Command::Broker(c) => broker::run(c),
+        Command::Addons(c) => addons::run(&cli, c),
         Command::Init(args) => init::run(&cli, args),
         Command::Validate(args) => validate::run(&cli, args),
         Command::Render(cmd) => render::run(&cli, cmd),

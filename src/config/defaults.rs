@@ -119,6 +119,10 @@ pub fn broker_id() -> String {
     "awsbroker".to_string()
 }
 
+pub fn broker_image() -> String {
+    format!("kube-aws:{}", env!("CARGO_PKG_VERSION"))
+}
+
 pub fn broker_namespace() -> String {
     "aws-sb".to_string()
 }

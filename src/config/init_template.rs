@@ -147,6 +147,7 @@ pub fn render(p: &InitParams) -> Result<String, tera::Error> {
     ctx.insert("broker_id", &d::broker_id());
     ctx.insert("broker_services", &d::broker_services().join(", "));
     ctx.insert("broker_namespace", &d::broker_namespace());
+    ctx.insert("broker_image", &d::broker_image());
     tera.render("cluster.yaml", &ctx)
 }
 

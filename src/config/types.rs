@@ -502,6 +502,10 @@ pub struct AwsServiceBroker {
     /// Namespace the broker runs in.
     #[serde(default = "d::broker_namespace")]
     pub namespace: String,
+    /// Container image with `kube-aws` as its entrypoint (build it from the repository's
+    /// Dockerfile and push it to your registry).
+    #[serde(default = "d::broker_image")]
+    pub image: String,
 }
 
 impl Default for AwsServiceBroker {
@@ -512,6 +516,7 @@ impl Default for AwsServiceBroker {
             services: d::broker_services(),
             auth: BrokerAuth::default(),
             namespace: d::broker_namespace(),
+            image: d::broker_image(),
         }
     }
 }

@@ -1,0 +1,433 @@
+//! Kubernetes manifests of the add-ons, rendered from cluster.yaml and the cluster CA.
+//! Pure: config + the CA certificate in, YAML documents out.
+//!
+//! The Service Catalog's last release (v0.3.1) ships `apiextensions.k8s.io/v1beta1` CRDs
+//! and `admissionregistration.k8s.io/v1beta1` webhooks, both removed in Kubernetes 1.22.
+//! These are their v1 equivalents: structural schemas (spec typed, status preserved),
+//! webhooks with `sideEffects: None` and `admissionReviewVersions`, and a caBundle from
+//! the cluster CA. Secrets (webhook and broker TLS keys, the broker token) are never part
+//! of these documents: they are created from `credentials/` when the add-ons are applied.
+
+use crate::config::Config;
+use base64::Engine;
+use serde_json::{Value, json};
+
+pub const CATALOG_NAMESPACE: &str = "catalog";
+pub const CATALOG_IMAGE: &str = "quay.io/kubernetes-service-catalog/service-catalog:v0.3.1";
+pub const GROUP: &str = "servicecatalog.k8s.io";
+
+/// (kind, plural, namespaced, short names)
+pub const KINDS: &[(&str, &str, bool, &[&str])] = &[
+    (
+        "ClusterServiceBroker",
+        "clusterservicebrokers",
+        false,
+        &["csb"],
+    ),
+    ("ServiceBroker", "servicebrokers", true, &["sb"]),
+    (
+        "ClusterServiceClass",
+        "clusterserviceclasses",
+        false,
+        &["csc"],
+    ),
+    ("ServiceClass", "serviceclasses", true, &["sc"]),
+    ("ClusterServicePlan", "clusterserviceplans", false, &["csp"]),
+    ("ServicePlan", "serviceplans", true, &["sp"]),
+    ("ServiceInstance", "serviceinstances", true, &["si"]),
+    ("ServiceBinding", "servicebindings", true, &["sbd"]),
+];
+
+fn s() -> Value {
+    json!({"type": "string"})
+}
+fn b() -> Value {
+    json!({"type": "boolean"})
+}
+fn i() -> Value {
+    json!({"type": "integer", "format": "int64"})
+}
+fn strings() -> Value {
+    json!({"type": "array", "items": {"type": "string"}})
+}
+fn free() -> Value {
+    json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true})
+}
+fn name_ref() -> Value {
+    json!({"type": "object", "properties": {"name": s()}, "required": ["name"]})
+}
+fn secret_ref() -> Value {
+    json!({"type": "object", "properties": {"name": s(), "namespace": s()}, "required": ["name"]})
+}
+fn parameters_from() -> Value {
+    json!({"type": "array", "items": {"type": "object", "properties": {
+        "secretKeyRef": {"type": "object", "properties": {"name": s(), "key": s()}, "required": ["name", "key"]}}}})
+}
+
+/// The spec schema of each kind.
+fn spec_schema(kind: &str) -> Value {
+    let broker = json!({
+        "url": {"type": "string", "pattern": "^https?://"},
+        "insecureSkipTLSVerify": b(),
+        "caBundle": {"type": "string", "format": "byte"},
+        "relistBehavior": {"type": "string", "enum": ["Duration", "Manual"]},
+        "relistDuration": s(),
+        "relistRequests": i(),
+        "authInfo": {"type": "object", "properties": {
+            "basic": {"type": "object", "properties": {"secretRef": secret_ref()}},
+            "bearer": {"type": "object", "properties": {"secretRef": secret_ref()}}}},
+        "catalogRestrictions": {"type": "object", "properties": {"serviceClass": strings(), "servicePlan": strings()}},
+    });
+    let class = json!({
+        "clusterServiceBrokerName": s(), "serviceBrokerName": s(),
+        "externalName": s(), "externalID": s(), "description": s(),
+        "bindable": b(), "bindingRetrievable": b(), "planUpdatable": b(),
+        "tags": strings(), "requires": strings(),
+        "externalMetadata": free(), "defaultProvisionParameters": free(),
+    });
+    let plan = json!({
+        "clusterServiceBrokerName": s(), "serviceBrokerName": s(),
+        "externalName": s(), "externalID": s(), "description": s(),
+        "free": b(), "bindable": b(),
+        "externalMetadata": free(), "defaultProvisionParameters": free(),
+        "instanceCreateParameterSchema": free(), "instanceUpdateParameterSchema": free(),
+        "serviceBindingCreateParameterSchema": free(), "serviceBindingCreateResponseSchema": free(),
+        "clusterServiceClassRef": name_ref(), "serviceClassRef": name_ref(),
+    });
+    let instance = json!({
+        "clusterServiceClassExternalName": s(), "clusterServicePlanExternalName": s(),
+        "clusterServiceClassExternalID": s(), "clusterServicePlanExternalID": s(),
+        "clusterServiceClassName": s(), "clusterServicePlanName": s(),
+        "serviceClassExternalName": s(), "servicePlanExternalName": s(),
+        "serviceClassExternalID": s(), "servicePlanExternalID": s(),
+        "serviceClassName": s(), "servicePlanName": s(),
+        "clusterServiceClassRef": name_ref(), "clusterServicePlanRef": name_ref(),
+        "serviceClassRef": name_ref(), "servicePlanRef": name_ref(),
+        "parameters": free(), "parametersFrom": parameters_from(),
+        "externalID": s(), "updateRequests": i(), "userInfo": free(),
+    });
+    let binding = json!({
+        "instanceRef": name_ref(),
+        "parameters": free(), "parametersFrom": parameters_from(),
+        "secretName": s(),
+        "secretTransforms": {"type": "array", "items": free()},
+        "externalID": s(), "userInfo": free(),
+    });
+    let (props, required): (Value, Vec<&str>) = match kind {
+        "ClusterServiceBroker" | "ServiceBroker" => (broker, vec!["url"]),
+        "ClusterServiceClass" | "ServiceClass" => (class, vec!["externalName", "externalID"]),
+        "ClusterServicePlan" | "ServicePlan" => (plan, vec!["externalName", "externalID"]),
+        "ServiceInstance" => (instance, vec![]),
+        _ => (binding, vec!["instanceRef"]),
+    };
+    let mut v = json!({"type": "object", "properties": props});
+    if !required.is_empty() {
+        v["required"] = json!(required);
+    }
+    v
+}
+
+/// The v1 CustomResourceDefinition of `kind`.
+pub fn crd(kind: &str, plural: &str, namespaced: bool, short: &[&str]) -> Value {
+    json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": format!("{plural}.{GROUP}"), "labels": {"app.kubernetes.io/part-of": "service-catalog"}},
+        "spec": {
+            "group": GROUP,
+            "scope": if namespaced { "Namespaced" } else { "Cluster" },
+            "names": {
+                "kind": kind,
+                "listKind": format!("{kind}List"),
+                "plural": plural,
+                "singular": kind.to_ascii_lowercase(),
+                "shortNames": short,
+                "categories": ["all", "svcat"],
+            },
+            "versions": [{
+                "name": "v1beta1",
+                "served": true,
+                "storage": true,
+                "subresources": {"status": {}},
+                "additionalPrinterColumns": [
+                    {"name": "Status", "type": "string", "jsonPath": ".status.lastConditionState"},
+                    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+                ],
+                "schema": {"openAPIV3Schema": {
+                    "type": "object",
+                    "properties": {
+                        "apiVersion": s(),
+                        "kind": s(),
+                        "metadata": {"type": "object"},
+                        "spec": spec_schema(kind),
+                        "status": free(),
+                    },
+                }},
+            }],
+        },
+    })
+}
+
+fn labels(app: &str) -> Value {
+    json!({"app.kubernetes.io/name": app, "app.kubernetes.io/part-of": "service-catalog", "app.kubernetes.io/managed-by": "kube-aws"})
+}
+
+fn hardened_container(name: &str, image: &str, args: Value, port: u16) -> Value {
+    json!({
+        "name": name,
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "args": args,
+        "ports": [{"containerPort": port, "name": "https"}],
+        "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
+        "securityContext": {
+            "allowPrivilegeEscalation": false,
+            "readOnlyRootFilesystem": true,
+            "runAsNonRoot": true,
+            "runAsUser": 65534,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+    })
+}
+
+fn service_catalog(ca_b64: &str) -> Vec<Value> {
+    let ns = CATALOG_NAMESPACE;
+    let mut docs = vec![
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": labels("service-catalog")}}),
+    ];
+    docs.extend(KINDS.iter().map(|(k, p, n, sh)| crd(k, p, *n, sh)));
+    let all_plurals: Vec<String> = KINDS.iter().map(|(_, p, _, _)| p.to_string()).collect();
+    let status: Vec<String> = all_plurals.iter().map(|p| format!("{p}/status")).collect();
+    for (app, extra) in [
+        (
+            "controller-manager",
+            json!([
+                {"apiGroups": [GROUP], "resources": all_plurals, "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
+                {"apiGroups": [GROUP], "resources": status, "verbs": ["update", "patch"]},
+                {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "create", "update", "delete"]},
+                {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch", "update"]},
+                {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "create", "update"]},
+                {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]},
+            ]),
+        ),
+        (
+            "webhook",
+            json!([
+                {"apiGroups": [GROUP], "resources": all_plurals, "verbs": ["get", "list", "watch"]},
+                {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]},
+            ]),
+        ),
+    ] {
+        let name = format!("service-catalog-{app}");
+        docs.push(json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": ns, "labels": labels(&name)}}));
+        docs.push(json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": format!("servicecatalog.k8s.io:{app}"), "labels": labels(&name)}, "rules": extra}));
+        docs.push(json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": {"name": format!("servicecatalog.k8s.io:{app}"), "labels": labels(&name)},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": format!("servicecatalog.k8s.io:{app}")},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": ns}]}));
+    }
+    let deployment = |app: &str, args: Value, port: u16, secret: Option<&str>| {
+        let name = format!("service-catalog-{app}");
+        let mut c = hardened_container(app, CATALOG_IMAGE, args, port);
+        let mut pod = json!({
+            "serviceAccountName": name,
+            "automountServiceAccountToken": true,
+            "securityContext": {"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [],
+        });
+        if let Some(sec) = secret {
+            c["volumeMounts"] = json!([{"name": "cert", "mountPath": "/var/run/service-catalog-webhook", "readOnly": true}]);
+            pod["volumes"] = json!([{"name": "cert", "secret": {"secretName": sec}}]);
+        }
+        c["readinessProbe"] = json!({"httpGet": {"path": "/healthz/ready", "port": port, "scheme": "HTTPS"}, "periodSeconds": 10});
+        pod["containers"] = json!([c]);
+        json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": ns, "labels": labels(&name)},
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
+                "template": {"metadata": {"labels": labels(&name)}, "spec": pod}}})
+    };
+    docs.push(deployment(
+        "controller-manager",
+        json!([
+            "controller-manager",
+            "--secure-port",
+            "8444",
+            "--leader-elect=true",
+            "--leader-election-namespace",
+            ns,
+            "--cluster-id-configmap-namespace",
+            ns,
+            "--feature-gates",
+            "OriginatingIdentity=true,ServicePlanDefaults=false"
+        ]),
+        8444,
+        None,
+    ));
+    docs.push(deployment(
+        "webhook",
+        json!([
+            "webhook",
+            "--secure-port",
+            "8443",
+            "--healthz-server-bind-port",
+            "8443",
+            "--tls-cert-file",
+            "/var/run/service-catalog-webhook/tls.crt",
+            "--tls-private-key-file",
+            "/var/run/service-catalog-webhook/tls.key",
+            "--feature-gates",
+            "OriginatingIdentity=true"
+        ]),
+        8443,
+        Some("service-catalog-webhook-cert"),
+    ));
+    docs.push(json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "service-catalog-webhook", "namespace": ns, "labels": labels("service-catalog-webhook")},
+        "spec": {"selector": {"app.kubernetes.io/name": "service-catalog-webhook"},
+            "ports": [{"name": "https", "port": 443, "targetPort": 8443}]}}));
+    for (kind, path_kind) in [
+        ("MutatingWebhookConfiguration", "mutating"),
+        ("ValidatingWebhookConfiguration", "validating"),
+    ] {
+        let hooks: Vec<Value> = KINDS
+            .iter()
+            .map(|(_, p, _, _)| json!({
+                "name": format!("{path_kind}.{p}.{GROUP}"),
+                "clientConfig": {"service": {"namespace": ns, "name": "service-catalog-webhook", "path": format!("/{path_kind}-{p}"), "port": 443}, "caBundle": ca_b64},
+                "rules": [{"apiGroups": [GROUP], "apiVersions": ["v1beta1"], "operations": ["CREATE", "UPDATE"], "resources": [p], "scope": "*"}],
+                "failurePolicy": "Fail",
+                "sideEffects": "None",
+                "admissionReviewVersions": ["v1", "v1beta1"],
+                "timeoutSeconds": 10,
+            }))
+            .collect();
+        docs.push(json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": kind,
+            "metadata": {"name": format!("service-catalog-{path_kind}"), "labels": labels("service-catalog-webhook")},
+            "webhooks": hooks}));
+    }
+    docs
+}
+
+fn aws_service_broker(c: &Config, ca_b64: &str) -> Vec<Value> {
+    let b = &c.addons.aws_service_broker;
+    let ns = &b.namespace;
+    let name = "aws-service-broker";
+    let (table, role) = crate::render::context::broker_names(&c.cluster_name, &b.broker_id);
+    let auth = match b.auth {
+        crate::config::types::BrokerAuth::Bearer => {
+            json!({"bearer": {"secretRef": {"name": "aws-service-broker-auth", "namespace": ns}}})
+        }
+        crate::config::types::BrokerAuth::Basic => {
+            json!({"basic": {"secretRef": {"name": "aws-service-broker-auth", "namespace": ns}}})
+        }
+    };
+    let auth_mode = match b.auth {
+        crate::config::types::BrokerAuth::Bearer => "bearer",
+        crate::config::types::BrokerAuth::Basic => "basic",
+    };
+    let env_secret = match b.auth {
+        crate::config::types::BrokerAuth::Bearer => ("KUBE_AWS_BROKER_TOKEN", "token"),
+        crate::config::types::BrokerAuth::Basic => ("KUBE_AWS_BROKER_PASSWORD", "password"),
+    };
+    let mut container = hardened_container(
+        "broker",
+        &b.image,
+        json!([
+            "broker",
+            "serve",
+            "--listen",
+            "0.0.0.0:8443",
+            "--tls-cert",
+            "/etc/aws-service-broker/tls/tls.crt",
+            "--tls-key",
+            "/etc/aws-service-broker/tls/tls.key",
+            "--auth",
+            auth_mode,
+            "--broker-id",
+            b.broker_id,
+            "--services",
+            b.services.join(","),
+            "--state",
+            format!("dynamodb:{table}"),
+            "--region",
+            c.region
+        ]),
+        8443,
+    );
+    container["env"] = json!([
+        {"name": env_secret.0, "valueFrom": {"secretKeyRef": {"name": "aws-service-broker-auth", "key": env_secret.1}}},
+        {"name": "AWS_CONFIG_FILE", "value": "/etc/aws-service-broker/aws/config"},
+        {"name": "AWS_PROFILE", "value": "broker"},
+    ]);
+    container["volumeMounts"] = json!([
+        {"name": "tls", "mountPath": "/etc/aws-service-broker/tls", "readOnly": true},
+        {"name": "aws", "mountPath": "/etc/aws-service-broker/aws", "readOnly": true},
+    ]);
+    container["readinessProbe"] = json!({"httpGet": {"path": "/healthz", "port": 8443, "scheme": "HTTPS"}, "periodSeconds": 10});
+    // The account and partition of the cluster's KMS key are the cluster's.
+    let arn: Vec<&str> = c.kms_key_arn.split(':').collect();
+    let (partition, account) = (
+        arn.get(1).copied().unwrap_or("aws"),
+        arn.get(4).copied().unwrap_or_default(),
+    );
+    let aws_config = format!(
+        "[profile broker]\nrole_arn = arn:{partition}:iam::{account}:role/{role}\ncredential_source = Ec2InstanceMetadata\nregion = {}\n",
+        c.region
+    );
+    vec![
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": labels(name)}}),
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": ns, "labels": labels(name)}, "automountServiceAccountToken": false}),
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "aws-service-broker-aws", "namespace": ns, "labels": labels(name)},
+            "data": {"config": aws_config}}),
+        json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": ns, "labels": labels(name)},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
+            "template": {"metadata": {"labels": labels(name)}, "spec": {
+                "serviceAccountName": name,
+                // The controllers' instance role may assume the broker's role; the
+                // instance metadata service answers only one hop away.
+                "hostNetwork": true,
+                "dnsPolicy": "ClusterFirstWithHostNet",
+                "nodeSelector": {"node-role.kubernetes.io/control-plane": ""},
+                "tolerations": [{"key": "node-role.kubernetes.io/control-plane", "operator": "Exists", "effect": "NoSchedule"}],
+                "affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+                    {"labelSelector": {"matchLabels": {"app.kubernetes.io/name": name}}, "topologyKey": "kubernetes.io/hostname"}]}},
+                "securityContext": {"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}},
+                "containers": [container],
+                "volumes": [
+                    {"name": "tls", "secret": {"secretName": "aws-service-broker-tls"}},
+                    {"name": "aws", "configMap": {"name": "aws-service-broker-aws"}},
+                ],
+            }}}}),
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": ns, "labels": labels(name)},
+            "spec": {"selector": {"app.kubernetes.io/name": name}, "ports": [{"name": "https", "port": 443, "targetPort": 8443}]}}),
+        json!({"apiVersion": format!("{GROUP}/v1beta1"), "kind": "ClusterServiceBroker",
+            "metadata": {"name": name, "labels": labels(name)},
+            "spec": {"url": format!("https://{name}.{ns}.svc"), "caBundle": ca_b64,
+                "authInfo": auth, "relistBehavior": "Duration", "relistDuration": "15m0s"}}),
+    ]
+}
+
+/// Every add-on manifest for `cfg`, in apply order; `ca_pem` is credentials/ca.pem.
+pub fn manifests(cfg: &Config, ca_pem: &str) -> Vec<Value> {
+    let ca_b64 = base64::engine::general_purpose::STANDARD.encode(ca_pem);
+    let mut docs = Vec::new();
+    if cfg.addons.service_catalog.enabled {
+        docs.extend(service_catalog(&ca_b64));
+    }
+    if cfg.addons.aws_service_broker.enabled {
+        docs.extend(aws_service_broker(cfg, &ca_b64));
+    }
+    docs
+}
+
+/// The documents as one multi-document YAML stream.
+pub fn to_yaml(docs: &[Value]) -> String {
+    let mut out = String::new();
+    for d in docs {
+        out.push_str("---\n");
+        out.push_str(&serde_yaml_ng::to_string(d).unwrap_or_default());
+    }
+    out
+}
