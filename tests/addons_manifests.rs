@@ -120,3 +120,64 @@ fn manifests_are_deterministic_and_need_an_addon() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("addons.serviceCatalog.enabled"));
 }
+
+#[test]
+fn render_credentials_issues_the_addon_certificates_and_token() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tmp");
+    cluster(dir.path(), |v| {
+        v["addons"]["awsServiceBroker"]["namespace"] = "brokers".into()
+    });
+    let c = dir.path().join("credentials");
+    for (stem, san) in [
+        (
+            "aws-service-broker",
+            "DNS:aws-service-broker.brokers.svc, DNS:aws-service-broker.brokers.svc.cluster.local",
+        ),
+        (
+            "service-catalog-webhook",
+            "DNS:service-catalog-webhook.catalog.svc, DNS:service-catalog-webhook.catalog.svc.cluster.local",
+        ),
+    ] {
+        let cert = c.join(format!("{stem}.pem"));
+        let out = std::process::Command::new("openssl")
+            .args(["verify", "-purpose", "sslserver", "-CAfile"])
+            .arg(c.join("ca.pem"))
+            .arg(&cert)
+            .output()
+            .expect("openssl");
+        assert!(out.status.success(), "{stem}: {}", text(&out.stderr));
+        let out = std::process::Command::new("openssl")
+            .args(["x509", "-noout", "-ext", "subjectAltName", "-in"])
+            .arg(&cert)
+            .output()
+            .expect("openssl");
+        assert!(
+            text(&out.stdout).contains(san),
+            "{stem}: {}",
+            text(&out.stdout)
+        );
+        let key = c.join(format!("{stem}-key.pem"));
+        let mode = std::fs::metadata(&key).expect("key").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{stem} key mode");
+    }
+    let token_path = c.join("aws-service-broker-token");
+    let token = std::fs::read_to_string(&token_path).expect("token");
+    assert_eq!(token.trim().len(), 64);
+    assert!(token.trim().chars().all(|ch| ch.is_ascii_hexdigit()));
+    let mode = std::fs::metadata(&token_path)
+        .expect("token")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    // A re-run keeps them.
+    let before = std::fs::read(c.join("aws-service-broker.pem")).expect("cert");
+    let out = run_in(dir.path(), &["render", "credentials"]);
+    assert!(out.status.success());
+    assert_eq!(
+        std::fs::read(c.join("aws-service-broker.pem")).expect("cert"),
+        before
+    );
+    assert_eq!(std::fs::read_to_string(&token_path).expect("token"), token);
+}

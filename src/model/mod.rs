@@ -36,6 +36,10 @@ pub struct Model {
     /// Key prefix of every object of this cluster, `<prefix>/<clusterName>` (no slashes
     /// at either end).
     pub s3_prefix: String,
+    /// Namespace of the Service Catalog webhook, when the catalog is on.
+    pub catalog_namespace: Option<String>,
+    /// Namespace of the AWS service broker, when it is on.
+    pub broker_namespace: Option<String>,
 }
 
 impl Model {
@@ -86,6 +90,16 @@ impl Model {
             format!("{prefix}/{}", c.cluster_name)
         };
         Model {
+            catalog_namespace: c
+                .addons
+                .service_catalog
+                .enabled
+                .then(|| crate::addons::CATALOG_NAMESPACE.to_string()),
+            broker_namespace: c
+                .addons
+                .aws_service_broker
+                .enabled
+                .then(|| c.addons.aws_service_broker.namespace.clone()),
             cluster_name: c.cluster_name.clone(),
             region: c.region.clone(),
             cluster_domain: c.cluster_domain.clone(),

@@ -44,7 +44,11 @@ pub fn secret_files(dir: &Path) -> std::io::Result<Vec<String>> {
             continue;
         }
         let name = e.file_name().to_string_lossy().into_owned();
-        if name.ends_with("-key.pem") || name == BOOTSTRAP_TOKEN || name == ENCRYPTION_CONFIG {
+        if name.ends_with("-key.pem")
+            || name == BOOTSTRAP_TOKEN
+            || name == ENCRYPTION_CONFIG
+            || name == super::spec::BROKER_TOKEN
+        {
             out.push(name);
         }
     }

@@ -108,6 +108,13 @@ pub fn leaf_cert(
 }
 
 /// A kubeadm-style bootstrap token, `[a-z0-9]{6}.[a-z0-9]{16}`.
+/// 32 random bytes as hex: the Service Catalog's bearer token for the broker.
+pub fn broker_token() -> Result<String, getrandom::Error> {
+    let mut b = [0u8; 32];
+    getrandom::fill(&mut b)?;
+    Ok(hex::encode(b))
+}
+
 pub fn bootstrap_token() -> Result<String, getrandom::Error> {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     let mut out = String::with_capacity(23);

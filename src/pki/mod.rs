@@ -163,6 +163,11 @@ pub fn render(
     secret_file(&dir, BOOTSTRAP_TOKEN, opts.force, &mut report, || {
         generate::bootstrap_token().map(|t| t + "\n")
     })?;
+    if m.broker_namespace.is_some() {
+        secret_file(&dir, spec::BROKER_TOKEN, opts.force, &mut report, || {
+            generate::broker_token().map(|t| t + "\n")
+        })?;
+    }
     // Never replaced, not even with --force: a new key makes every Secret in etcd unreadable.
     secret_file(
         &dir,

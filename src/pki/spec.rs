@@ -105,7 +105,30 @@ pub fn leaves(m: &Model) -> Vec<LeafSpec> {
     let mut etcd_dns: Vec<String> = m.etcd_members.iter().map(|e| e.dns_name.clone()).collect();
     etcd_dns.push("localhost".to_string());
     let etcd_ips = vec![LOOPBACK];
-    vec![
+    let svc = |name: &str, ns: &str| {
+        vec![
+            format!("{name}.{ns}.svc"),
+            format!("{name}.{ns}.svc.{}", m.cluster_domain),
+        ]
+    };
+    let mut addons = Vec::new();
+    if let Some(ns) = &m.catalog_namespace {
+        addons.push(
+            LeafSpec::new(
+                "service-catalog-webhook",
+                CaId::Cluster,
+                "service-catalog-webhook",
+            )
+            .server(svc("service-catalog-webhook", ns), Vec::new()),
+        );
+    }
+    if let Some(ns) = &m.broker_namespace {
+        addons.push(
+            LeafSpec::new("aws-service-broker", CaId::Cluster, "aws-service-broker")
+                .server(svc("aws-service-broker", ns), Vec::new()),
+        );
+    }
+    let mut all = vec![
         LeafSpec::new("apiserver", CaId::Cluster, "kube-apiserver").server(api_dns, api_ips),
         LeafSpec::new(
             "apiserver-kubelet-client",
@@ -138,12 +161,17 @@ pub fn leaves(m: &Model) -> Vec<LeafSpec> {
             "kube-apiserver-etcd-client",
         )
         .client(),
-    ]
+    ];
+    // The add-ons' serving certificates, only when they are on.
+    all.extend(addons);
+    all
 }
 
 /// Plaintext secret files besides the private keys: encrypted with KMS like the keys.
 pub const BOOTSTRAP_TOKEN: &str = "kubelet-bootstrap-token";
 pub const ENCRYPTION_CONFIG: &str = "encryption-config.yaml";
+/// The token the Service Catalog presents to the AWS service broker (add-on only).
+pub const BROKER_TOKEN: &str = "aws-service-broker-token";
 /// The service-account token signing key pair (a key, not a certificate).
 pub const SERVICE_ACCOUNT: &str = "service-account";
 
