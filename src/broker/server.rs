@@ -893,25 +893,33 @@ async fn bind(
         return ok(StatusCode::ACCEPTED, json!({"operation": op.id}));
     }
     // Synchronous bind: wait (bounded) for the IAM user's stack.
+    if settle(&app, &id, OpKind::Bind, "the binding's stack").await? {
+        b.ready = true;
+        save(&app, &bkey(&iid, &bid), &b).await?;
+        let c = credentials(&app, &inst, &b, service).await?;
+        return ok(StatusCode::CREATED, json!({"credentials": c}));
+    }
+    ok(StatusCode::ACCEPTED, json!({"operation": op.id}))
+}
+
+/// Waits (about a minute at most) for a binding's stack to settle: Ok(true) when the
+/// operation succeeded, Ok(false) when it is still running (answer 202), an error when
+/// it failed.
+async fn settle(app: &App, id: &str, kind: OpKind, what: &str) -> Result<bool, OsbError> {
     for i in 0..120u64 {
-        let st = app.cfn.state(&id).await?;
-        match op_state(OpKind::Bind, st.as_ref()) {
-            ("succeeded", _) => {
-                b.ready = true;
-                save(&app, &bkey(&iid, &bid), &b).await?;
-                let c = credentials(&app, &inst, &b, service).await?;
-                return ok(StatusCode::CREATED, json!({"credentials": c}));
-            }
+        let st = app.cfn.state(id).await?;
+        match op_state(kind, st.as_ref()) {
+            ("succeeded", _) => return Ok(true),
             ("failed", d) => {
                 return Err(OsbError::internal(anyhow::anyhow!(
-                    "the binding's stack failed: {}",
+                    "{what} failed: {}",
                     d.unwrap_or_default()
                 )));
             }
             _ => tokio::time::sleep(Duration::from_millis(250 + 50 * i.min(10))).await,
         }
     }
-    ok(StatusCode::ACCEPTED, json!({"operation": op.id}))
+    Ok(false)
 }
 
 async fn binding_last_op(
@@ -996,21 +1004,9 @@ async fn unbind(
     if q.accepts_incomplete == Some(true) {
         return ok(StatusCode::ACCEPTED, json!({"operation": op.id}));
     }
-    for i in 0..120u64 {
-        let st = app.cfn.state(&id).await?;
-        match op_state(OpKind::Unbind, st.as_ref()) {
-            ("succeeded", _) => {
-                app.store.delete(&bkey(&iid, &bid)).await?;
-                return ok(StatusCode::OK, json!({}));
-            }
-            ("failed", d) => {
-                return Err(OsbError::internal(anyhow::anyhow!(
-                    "deleting the binding's stack failed: {}",
-                    d.unwrap_or_default()
-                )));
-            }
-            _ => tokio::time::sleep(Duration::from_millis(250 + 50 * i.min(10))).await,
-        }
+    if settle(&app, &id, OpKind::Unbind, "deleting the binding's stack").await? {
+        app.store.delete(&bkey(&iid, &bid)).await?;
+        return ok(StatusCode::OK, json!({}));
     }
     ok(StatusCode::ACCEPTED, json!({"operation": op.id}))
 }
