@@ -95,8 +95,10 @@ pub struct Service {
     pub bindable: bool,
     pub plan_updateable: bool,
     pub plans: Vec<PlanSpec>,
-    /// The template as JSON, Metadata included; sent as TemplateBody.
+    /// The template as JSON, Metadata included.
     pub template: Value,
+    /// The template serialised once: the TemplateBody of every stack of this service.
+    pub body: String,
     /// The template's Parameters section.
     pub parameters: Map<String, Value>,
     pub update_parameters: Vec<String>,
@@ -146,7 +148,9 @@ pub fn parse(file: &str, text: &str) -> Result<Service, String> {
     if meta.plans.is_empty() {
         return Err(format!("{file}: a service needs at least one plan"));
     }
+    let body = serde_json::to_string(&template).map_err(|e| format!("{file}: {e}"))?;
     Ok(Service {
+        body,
         name: meta.name,
         id: meta.id,
         description: meta.description,

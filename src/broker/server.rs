@@ -426,6 +426,52 @@ pub fn op_state(kind: OpKind, stack: Option<&StackState>) -> (&'static str, Opti
     }
 }
 
+/// The instance's service; gone only if the catalog changed under a running broker.
+fn service_of<'a>(app: &'a App, inst: &Instance) -> Result<&'a Service, OsbError> {
+    app.catalog.service(&inst.service_id).ok_or_else(|| {
+        OsbError::internal(anyhow::anyhow!(
+            "service {} of instance {} left the catalog",
+            inst.service_id,
+            inst.id
+        ))
+    })
+}
+
+/// Outputs of a stack (none when there is no stack).
+async fn outputs_of(
+    app: &App,
+    stack_id: Option<&str>,
+) -> Result<BTreeMap<String, String>, OsbError> {
+    Ok(match stack_id {
+        Some(id) => app
+            .cfn
+            .state(id)
+            .await?
+            .map(|s| s.outputs)
+            .unwrap_or_default(),
+        None => BTreeMap::new(),
+    })
+}
+
+/// CreateStack of an instance, with the operation id as its ClientRequestToken.
+async fn create_instance_stack(
+    app: &App,
+    service: &Service,
+    inst: &Instance,
+    values: &BTreeMap<String, String>,
+    op_id: &str,
+) -> anyhow::Result<String> {
+    app.cfn
+        .create(
+            &inst.stack_name,
+            &service.body,
+            values,
+            &stack_tags(app, service, &inst.id),
+            op_id,
+        )
+        .await
+}
+
 fn stack_tags(app: &App, service: &Service, iid: &str) -> BTreeMap<String, String> {
     [
         ("kube-aws:broker".to_string(), app.broker_id.clone()),
@@ -500,19 +546,7 @@ async fn provision(
     };
     // The record first: a restart between here and CreateStack re-sends it (same token).
     save(&app, &ikey(&iid), &inst).await?;
-    let body_text =
-        serde_json::to_string(&service.template).map_err(|e| OsbError::internal(e.into()))?;
-    let id = app
-        .cfn
-        .create(
-            &inst.stack_name,
-            &body_text,
-            &values,
-            &stack_tags(&app, service, &iid),
-            &op.id,
-        )
-        .await;
-    match id {
+    match create_instance_stack(&app, service, &inst, &values, &op.id).await {
         Ok(id) => {
             inst.stack_id = Some(id);
             save(&app, &ikey(&iid), &inst).await?;
@@ -543,30 +577,14 @@ async fn instance_last_op(
     }
     if inst.stack_id.is_none() && op.kind == OpKind::Provision {
         // The broker stopped between saving the record and CreateStack: send it again.
-        let service = app.catalog.service(&inst.service_id).ok_or_else(|| {
-            OsbError::internal(anyhow::anyhow!(
-                "service {} left the catalog",
-                inst.service_id
-            ))
-        })?;
+        let service = service_of(&app, &inst)?;
         let plan = service.plan(&inst.plan_id).ok_or_else(|| {
             OsbError::internal(anyhow::anyhow!("plan {} left the catalog", inst.plan_id))
         })?;
         let values = service
             .resolve(plan, &inst.requested, false)
             .map_err(|e| OsbError::internal(anyhow::anyhow!(e)))?;
-        let body =
-            serde_json::to_string(&service.template).map_err(|e| OsbError::internal(e.into()))?;
-        let id = app
-            .cfn
-            .create(
-                &inst.stack_name,
-                &body,
-                &values,
-                &stack_tags(&app, service, &iid),
-                &op.id,
-            )
-            .await?;
+        let id = create_instance_stack(&app, service, &inst, &values, &op.id).await?;
         inst.stack_id = Some(id);
         save(&app, &ikey(&iid), &inst).await?;
     }
@@ -643,10 +661,7 @@ async fn update(
             "no such service instance",
         ));
     };
-    let service = app
-        .catalog
-        .service(&inst.service_id)
-        .ok_or_else(|| OsbError::bad("the instance's service left the catalog"))?;
+    let service = service_of(&app, &inst)?;
     let new_plan = body
         .get("plan_id")
         .and_then(Value::as_str)
@@ -680,12 +695,10 @@ async fn update(
         id: new_id(),
         kind: OpKind::Update,
     };
-    let body_text =
-        serde_json::to_string(&service.template).map_err(|e| OsbError::internal(e.into()))?;
     let all: Vec<String> = service.parameters.keys().cloned().collect();
     let changed = app
         .cfn
-        .update(&stack_id, &body_text, &values, &all, &op.id)
+        .update(&stack_id, &service.body, &values, &all, &op.id)
         .await
         .map_err(|e| OsbError::bad(format!("{e:#}")))?;
     inst.plan_id = new_plan;
@@ -748,15 +761,7 @@ async fn credentials(
     b: &Binding,
     service: &Service,
 ) -> Result<Map<String, Value>, OsbError> {
-    let outputs = match &inst.stack_id {
-        Some(id) => app
-            .cfn
-            .state(id)
-            .await?
-            .map(|s| s.outputs)
-            .unwrap_or_default(),
-        None => BTreeMap::new(),
-    };
+    let outputs = outputs_of(app, inst.stack_id.as_deref()).await?;
     let mut c = Map::new();
     for (key, output) in &service.credentials {
         if let Some(v) = outputs.get(output) {
@@ -802,10 +807,7 @@ async fn bind(
             format!("no service instance {iid}"),
         ));
     };
-    let service = app
-        .catalog
-        .service(&inst.service_id)
-        .ok_or_else(|| OsbError::bad("the instance's service left the catalog"))?;
+    let service = service_of(&app, &inst)?;
     if body
         .get("service_id")
         .and_then(Value::as_str)
@@ -833,15 +835,7 @@ async fn bind(
         let c = credentials(&app, &inst, &existing, service).await?;
         return ok(StatusCode::OK, json!({"credentials": c}));
     }
-    let outputs = match &inst.stack_id {
-        Some(id) => app
-            .cfn
-            .state(id)
-            .await?
-            .map(|s| s.outputs)
-            .unwrap_or_default(),
-        None => BTreeMap::new(),
-    };
+    let outputs = outputs_of(&app, inst.stack_id.as_deref()).await?;
     let op = Op {
         id: new_id(),
         kind: OpKind::Bind,
@@ -967,10 +961,7 @@ async fn binding_get(State(app): State<Arc<App>>, Path((iid, bid)): Path<(String
             json!({"description": "the binding is being created"}),
         );
     }
-    let service = app
-        .catalog
-        .service(&inst.service_id)
-        .ok_or_else(|| OsbError::bad("the instance's service left the catalog"))?;
+    let service = service_of(&app, &inst)?;
     let c = credentials(&app, &inst, &b, service).await?;
     ok(
         StatusCode::OK,

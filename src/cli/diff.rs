@@ -29,6 +29,7 @@ pub struct DiffArgs {
 
 /// Loads, fetches and plans; shared by `diff` and `update`.
 pub struct Planned {
+    pub sdk: aws_config::SdkConfig,
     pub cfg: crate::config::Config,
     pub model: crate::model::Model,
     pub assets: crate::render::AssetSet,
@@ -60,6 +61,7 @@ pub async fn planned(cli: &Cli, targets: &[String], context: usize) -> Result<Pl
         context,
     });
     Ok(Planned {
+        sdk,
         cfg,
         model,
         assets,
@@ -75,10 +77,14 @@ pub fn run(cli: &Cli, a: &DiffArgs) -> Result<bool> {
         let mut p = planned(cli, &a.targets, a.context).await?;
         let mut notes = Vec::new();
         if a.change_sets && p.plan.changed {
-            let sdk = crate::aws::sdk_config(&p.cfg.region, None).await;
-            notes =
-                upd::annotate_with_change_sets(&sdk, &p.model, &p.assets, &p.fetched, &mut p.plan)
-                    .await?;
+            notes = upd::annotate_with_change_sets(
+                &p.sdk,
+                &p.model,
+                &p.assets,
+                &p.fetched,
+                &mut p.plan,
+            )
+            .await?;
         }
         match a.output {
             Output::Json => {

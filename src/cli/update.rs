@@ -62,9 +62,8 @@ pub fn run(cli: &Cli, a: &UpdateArgs) -> Result {
                 return Ok(());
             }
         }
-        let sdk = crate::aws::sdk_config(&p.cfg.region, None).await;
         upd::apply(
-            &sdk,
+            &p.sdk,
             &p.cfg,
             &p.model,
             &p.assets,

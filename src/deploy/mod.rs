@@ -111,7 +111,8 @@ pub async fn upload(
     r
 }
 
-fn root_url(sdk: &SdkConfig, model: &Model, assets: &AssetSet) -> Result<String> {
+/// URL of the rendered root template in S3 (or the emulator).
+pub(crate) fn root_url(sdk: &SdkConfig, model: &Model, assets: &AssetSet) -> Result<String> {
     let root = assets.root().context("rendering produced no root stack")?;
     let rel = root
         .key
@@ -208,22 +209,25 @@ pub async fn up(
         model.s3_bucket, model.s3_prefix
     );
 
+    // The same parameters and tags `update` sends and `diff` compares.
+    let desired = update::desired(sdk, cfg, model);
     let mut req = cfn
         .create_stack()
         .stack_name(name)
         .template_url(root_url(sdk, model, assets)?)
-        .parameters(
-            Parameter::builder()
-                .parameter_key("AssetsBaseUrl")
-                .parameter_value(assets_base_url(sdk, model))
-                .build(),
-        )
         .capabilities(Capability::CapabilityIam)
         .capabilities(Capability::CapabilityNamedIam)
         .enable_termination_protection(cfg.cloudformation.termination_protection)
-        .set_role_arn(cfg.cloudformation.role_arn.clone())
-        .tags(Tag::builder().key("kube-aws:cluster").value(name).build());
-    for (k, v) in &cfg.stack_tags {
+        .set_role_arn(cfg.cloudformation.role_arn.clone());
+    for (k, v) in &desired.parameters {
+        req = req.parameters(
+            Parameter::builder()
+                .parameter_key(k)
+                .parameter_value(v)
+                .build(),
+        );
+    }
+    for (k, v) in &desired.tags {
         req = req.tags(Tag::builder().key(k).value(v).build());
     }
     let out = req.send().await.map_err(|e| {

@@ -318,7 +318,6 @@ pub async fn annotate_with_change_sets(
 
 /// Applies the plan: encrypts and uploads what is missing, then updates the root stack
 /// with the rendered root (or, with targets, the root that touches only those).
-#[allow(clippy::too_many_arguments)]
 pub async fn apply(
     sdk: &SdkConfig,
     cfg: &Config,
@@ -358,14 +357,8 @@ pub async fn apply(
         .root()
         .and_then(|a| serde_json::from_slice(&a.body).ok())
         .context("rendering produced no root stack")?;
-    let root_rel = match targets {
-        None => {
-            let a = assets.root().context("rendering produced no root stack")?;
-            a.key
-                .strip_prefix(&format!("{}/", model.s3_prefix))
-                .unwrap_or(&a.key)
-                .to_string()
-        }
+    let root_url = match targets {
+        None => super::root_url(sdk, model, assets)?,
         Some(t) => {
             let refs = plan::nested_refs(&rendered_root);
             let root =
@@ -373,7 +366,7 @@ pub async fn apply(
             let body = serde_json::to_vec(&root).context("serialising the targeted root")?;
             let rel = format!("stacks/root-targeted-{}.json", &sha256_hex(&body)[..16]);
             uploads.push(template_upload(model, &rel, body));
-            rel
+            format!("{}/{rel}", assets_base_url(sdk, model))
         }
     };
     let total = uploads.len();
@@ -383,7 +376,7 @@ pub async fn apply(
     let mut req = cfn
         .update_stack()
         .stack_name(&fetched.root_id)
-        .template_url(format!("{}/{root_rel}", assets_base_url(sdk, model)))
+        .template_url(root_url)
         .capabilities(Capability::CapabilityIam)
         .capabilities(Capability::CapabilityNamedIam)
         .set_role_arn(cfg.cloudformation.role_arn.clone());

@@ -1,7 +1,7 @@
 //! Classification of changes: which property changes replace a resource, which groups
 //! of instances roll and how, and in which order the stacks roll.
 
-use super::{Action, NestedRef, Replacement, ResourceChange, Roll, UserdataPlan};
+use super::{Action, NestedRef, Replacement, ResourceChange, Roll, UserdataPlan, role_of_stack};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -166,14 +166,6 @@ pub fn depends_on(r: &Value) -> Vec<String> {
             .map(str::to_string)
             .collect(),
         _ => Vec::new(),
-    }
-}
-
-fn role_of_stack(stack: &str) -> String {
-    match stack.strip_prefix("node-pool/") {
-        Some(p) => format!("worker-{p}"),
-        None if stack == "control-plane" => "controller".into(),
-        None => stack.to_string(),
     }
 }
 

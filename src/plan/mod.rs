@@ -192,6 +192,25 @@ pub fn stack_name_of_key(rel_key: &str) -> Option<String> {
     })
 }
 
+/// The stack whose instances run a cloud-config role: `worker-<pool>` → `node-pool/<pool>`,
+/// `controller` → `control-plane`, `etcd` → `etcd`.
+pub fn stack_of_role(role: &str) -> String {
+    match role.strip_prefix("worker-") {
+        Some(p) => format!("node-pool/{p}"),
+        None if role == "controller" => "control-plane".into(),
+        None => role.to_string(),
+    }
+}
+
+/// The inverse of `stack_of_role`.
+pub fn role_of_stack(stack: &str) -> String {
+    match stack.strip_prefix("node-pool/") {
+        Some(p) => format!("worker-{p}"),
+        None if stack == "control-plane" => "controller".into(),
+        None => stack.to_string(),
+    }
+}
+
 /// The nested stacks a root template points at, by their TemplateURL
 /// (`{"Fn::Sub": "${AssetsBaseUrl}/stacks/…"}`).
 pub fn nested_refs(root: &Value) -> Vec<NestedRef> {
@@ -574,17 +593,10 @@ pub fn plan(i: &Inputs) -> Plan {
             .to_string();
         rendered_cc.insert(role, (rel, String::from_utf8_lossy(&a.body).into_owned()));
     }
-    let role_stack = |role: &str| -> String {
-        match role.strip_prefix("worker-") {
-            Some(p) => format!("node-pool/{p}"),
-            None if role == "controller" => "control-plane".into(),
-            None => role.to_string(),
-        }
-    };
     let mut userdata = Vec::new();
     let roles: BTreeSet<&String> = deployed_cc.keys().chain(rendered_cc.keys()).collect();
     for role in roles {
-        if !in_target(&role_stack(role)) {
+        if !in_target(&stack_of_role(role)) {
             continue;
         }
         let old = deployed_cc.get(role);
@@ -702,6 +714,18 @@ fn tag_change(old: &BTreeMap<String, String>, new: &BTreeMap<String, String>) ->
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn roles_and_stacks_map_both_ways() {
+        for (role, stack) in [
+            ("worker-gpu-spot", "node-pool/gpu-spot"),
+            ("controller", "control-plane"),
+            ("etcd", "etcd"),
+        ] {
+            assert_eq!(stack_of_role(role), stack);
+            assert_eq!(role_of_stack(stack), role);
+        }
+    }
 
     #[test]
     fn names_stacks_by_key() {
