@@ -64,6 +64,9 @@ pub struct ServeArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  kube-aws broker catalog | jq -r '.services[] | [.name, (.plans | map(.name) | join(\",\"))] | @tsv'
+  kube-aws broker catalog --catalog my-services/   # check your own templates before serving them")]
 pub struct CatalogArgs {
     /// Extra or replacement service templates (*.yaml).
     #[arg(long, value_name = "DIR")]
