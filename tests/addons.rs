@@ -1,5 +1,6 @@
 //! The add-ons on the emulator: `up` of the add-ons example creates the broker's state
-//! table and role (the `addons` nested stack); then the seed's S3 demo is driven exactly
+//! table and role and the SSM pointer to the add-ons bundle (the `addons` nested stack);
+//! a controller's first steps (pointer, bundle, ciphertexts, Secrets) run against it; then the seed's S3 demo is driven exactly
 //! as the Service Catalog controller would drive the broker — ServiceInstance and
 //! ServiceBinding YAML as in the seeds, class and plan external names resolved through
 //! the catalog, provision, poll, bind — with the broker's state in that table, and the
@@ -103,6 +104,59 @@ print(k, z)"#,
     run(&["up"]);
     let status = run(&["status", "--output", "json"]);
     assert!(status.contains("AddOns"), "{status}");
+
+    // What a controller's kube-aws-addons unit does first, with boto3 standing in for
+    // lib.sh's SigV4 curl calls (the emulator answers on loopback, not on AWS's names):
+    // the pointer from SSM, the bundle from S3 under its sha256, each ciphertext it
+    // names decrypted under the cluster's context, then addons.py completes the Secrets.
+    let work = dir.path().join("controller");
+    std::fs::create_dir_all(work.join("plain")).expect("work");
+    let report = python(
+        &moto,
+        &format!(
+            r#"import boto3, hashlib, json, subprocess, sys
+work = {work:?}
+value = boto3.client('ssm').get_parameter(Name='/kube-aws/catalog/addons')['Parameter']['Value']
+key, sha = value.split()
+body = boto3.client('s3').get_object(Bucket='kube-aws-assets', Key=key)['Body'].read()
+assert hashlib.sha256(body).hexdigest() == sha, 'sha256 of the bundle'
+assert b'PRIVATE KEY' not in body
+open(work + '/bundle.json', 'wb').write(body)
+py = {py:?}
+subprocess.run([sys.executable, py, 'split', work + '/bundle.json', work], check=True)
+kms = boto3.client('kms')
+n = 0
+for line in open(work + '/fills.list'):
+    file, enc = line.split()
+    blob = boto3.client('s3').get_object(Bucket='kube-aws-assets', Key=enc)['Body'].read()
+    plain = kms.decrypt(CiphertextBlob=blob, EncryptionContext={{'cluster': 'catalog', 'file': file}})['Plaintext']
+    open(work + '/plain/' + file, 'wb').write(plain)
+    n += 1
+out = subprocess.run([sys.executable, py, 'secrets', work + '/bundle.json', work], check=True, capture_output=True).stdout
+print(n, len(json.loads(out)['items']), key)"#,
+            work = work.display().to_string(),
+            py = common::repo()
+                .join("userdata/addons.py")
+                .display()
+                .to_string(),
+        ),
+    );
+    let creds = dir.path().join("credentials");
+    for f in [
+        "service-catalog-webhook-key.pem",
+        "aws-service-broker-key.pem",
+        "aws-service-broker-token",
+    ] {
+        assert_eq!(
+            std::fs::read(work.join("plain").join(f)).expect("decrypted"),
+            std::fs::read(creds.join(f)).expect("local"),
+            "{f}: what a controller decrypts is the local plaintext"
+        );
+    }
+    assert!(
+        report.starts_with("3 3 clusters/catalog/addons/bundle-"),
+        "{report}"
+    );
 
     // What `up` made: the table and the role.
     let table = "kube-aws-catalog-awsbroker-state";

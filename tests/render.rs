@@ -20,7 +20,11 @@ fn creds() -> Credentials {
         render::CONTROLLER_PUBLIC,
         render::WORKER_PUBLIC,
     ];
-    for (file, _) in roles.iter().flat_map(|r| r.iter()) {
+    let addons = [
+        ("service-catalog-webhook.pem", ""),
+        ("aws-service-broker.pem", ""),
+    ];
+    for (file, _) in roles.iter().flat_map(|r| r.iter()).chain(&addons) {
         c.public.insert(
             file.to_string(),
             format!("-----BEGIN CERTIFICATE-----\nTEST {file}\n-----END CERTIFICATE-----\n"),
@@ -31,7 +35,12 @@ fn creds() -> Credentials {
         render::CONTROLLER_SECRETS,
         render::WORKER_SECRETS,
     ];
-    for (file, _) in secrets.iter().flat_map(|r| r.iter()) {
+    let addons = [
+        ("service-catalog-webhook-key.pem", ""),
+        ("aws-service-broker-key.pem", ""),
+        ("aws-service-broker-token", ""),
+    ];
+    for (file, _) in secrets.iter().flat_map(|r| r.iter()).chain(&addons) {
         c.fingerprints
             .insert(file.to_string(), render::sha256_hex(file.as_bytes()));
     }
@@ -59,7 +68,7 @@ const EXAMPLES: [&str; 5] = [
 fn export(assets: &AssetSet, dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for a in assets.assets.values() {
-        let ext = if a.kind == Kind::Template {
+        let ext = if matches!(a.kind, Kind::Template | Kind::AddonBundle) {
             "json"
         } else {
             "yaml"
@@ -182,7 +191,7 @@ fn golden_files_match() {
             let name = format!(
                 "{}.{}",
                 a.name.replace('/', "__"),
-                if a.kind == Kind::Template {
+                if matches!(a.kind, Kind::Template | Kind::AddonBundle) {
                     "json"
                 } else {
                     "yaml"
@@ -190,8 +199,8 @@ fn golden_files_match() {
             );
             want.insert(name.clone());
             let path = dir.join(&name);
-            // Templates are stored pretty-printed so a golden diff is reviewable.
-            let body = if a.kind == Kind::Template {
+            // JSON is stored pretty-printed so a golden diff is reviewable.
+            let body = if matches!(a.kind, Kind::Template | Kind::AddonBundle) {
                 let v: serde_json::Value = serde_json::from_slice(&a.body).expect("json");
                 (serde_json::to_string_pretty(&v).expect("json") + "\n").into_bytes()
             } else {
@@ -340,7 +349,7 @@ fn two_hundred_pools_stay_within_cloudformation_and_ec2_limits() {
                 a.name,
                 a.body.len()
             ),
-            Kind::CloudConfig => {}
+            Kind::CloudConfig | Kind::AddonBundle => {}
         }
     }
     let root: serde_json::Value =
@@ -426,7 +435,7 @@ fn render_stack_copies_keeps_edits_diffs_and_exports() {
     );
     let out = common::run_in(dir.path(), &["render", "stack"]);
     assert!(out.status.success(), "{}", common::text(&out.stderr));
-    assert!(common::text(&out.stdout).contains("copied 11 built-in templates"));
+    assert!(common::text(&out.stdout).contains("copied 12 built-in templates"));
     let np = dir.path().join("stack-templates/node-pool.yaml");
     let mine = std::fs::read_to_string(&np).expect("copy") + "# my edit\n";
     std::fs::write(&np, &mine).expect("edit");
@@ -451,7 +460,7 @@ fn render_stack_copies_keeps_edits_diffs_and_exports() {
     let out = common::run_in(dir.path(), &["render", "stack", "--diff"]);
     let d = common::text(&out.stdout);
     assert!(
-        d.contains("+# my edit") && d.contains("1 of 11 files differ"),
+        d.contains("+# my edit") && d.contains("1 of 12 files differ"),
         "{d}"
     );
 
@@ -463,5 +472,5 @@ fn render_stack_copies_keeps_edits_diffs_and_exports() {
             .contains("# my edit")
     );
     let d = common::text(&common::run_in(dir.path(), &["render", "stack", "--diff"]).stdout);
-    assert!(d.contains("0 of 11 files differ"), "{d}");
+    assert!(d.contains("0 of 12 files differ"), "{d}");
 }

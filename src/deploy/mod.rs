@@ -1,6 +1,7 @@
 //! Apply: the only place (with `aws`) that talks to AWS. Encrypts the secrets, uploads
 //! what is missing, creates, watches, reports and deletes stacks.
 
+pub mod addons;
 pub mod broker;
 pub mod stack;
 pub mod update;
@@ -59,10 +60,9 @@ pub async fn prepare_uploads(
         .map(|a| Upload {
             key: a.key.clone(),
             body: a.body.clone(),
-            content_type: if a.kind == Kind::Template {
-                "application/json"
-            } else {
-                "text/cloud-config"
+            content_type: match a.kind {
+                Kind::Template | Kind::AddonBundle => "application/json",
+                Kind::CloudConfig | Kind::UserDataStub => "text/cloud-config",
             },
         })
         .collect();

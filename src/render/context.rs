@@ -249,11 +249,17 @@ pub struct UserdataRef {
     pub sha256: String,
 }
 
-/// The add-ons: the broker's prerequisites stack exists only when the broker is on.
+/// The add-ons: their stack exists when any add-on is on; the broker's prerequisites
+/// only when the broker is.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct AddonsCtx {
+    pub enabled: bool,
     pub catalog: bool,
     pub broker: bool,
+    /// SSM parameter the controllers read to find the bundle.
+    pub parameter: String,
+    /// `<s3 key> <sha256>` of the rendered bundle (set while rendering).
+    pub bundle: String,
     pub broker_id: String,
     pub namespace: String,
     /// DynamoDB table of the broker's state.
@@ -633,6 +639,9 @@ fn addons_ctx(c: &Config) -> AddonsCtx {
         Vec::new()
     };
     AddonsCtx {
+        enabled: c.addons.service_catalog.enabled || b.enabled,
+        parameter: crate::addons::pointer_parameter(&c.cluster_name),
+        bundle: String::new(),
         catalog: c.addons.service_catalog.enabled,
         broker: b.enabled,
         broker_id: b.broker_id.clone(),

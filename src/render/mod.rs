@@ -34,6 +34,8 @@ pub enum Kind {
     Template,
     CloudConfig,
     UserDataStub,
+    /// The add-ons' Kubernetes objects (JSON), applied by the controllers.
+    AddonBundle,
 }
 
 /// One rendered file.
@@ -506,6 +508,7 @@ pub fn render(
         out: AssetSet::default(),
     };
     let lib_sh = templates.get("userdata/lib.sh").to_string();
+    let addons_py = templates.get("userdata/addons.py").to_string();
 
     let base = |ctx: &Ctx, files: &RoleFiles| -> Result<tera::Context, RenderError> {
         let mut c = tera::Context::from_serialize(ctx).map_err(|e| RenderError::Template {
@@ -514,6 +517,7 @@ pub fn render(
             message: e.to_string(),
         })?;
         c.insert("lib_sh", &lib_sh);
+        c.insert("addons_py", &addons_py);
         c.insert("files", files);
         Ok(c)
     };
@@ -575,7 +579,16 @@ pub fn render(
             .insert(format!("node-pool-{name}"), key.clone());
         ctx.pools[i].template = key;
     }
-    if ctx.addons.broker {
+    if ctx.addons.enabled {
+        let bundle = crate::addons::bundle(cfg, creds, &prefix)?.to_json();
+        let sha = sha256_hex(&bundle);
+        let rel = r.add(
+            "addons/bundle",
+            format!("addons/bundle-{}.json", &sha[..HASH_LEN]),
+            bundle,
+            Kind::AddonBundle,
+        );
+        ctx.addons.bundle = format!("{prefix}/{rel} {sha}");
         let key = r.stack(
             "addons",
             "addons",
