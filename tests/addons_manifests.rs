@@ -6,7 +6,9 @@
 
 mod common;
 
+use base64::Engine;
 use common::{run_in, text, venv_bin};
+use serde_json::Value;
 use std::path::Path;
 
 fn cluster(dir: &Path, edit: impl Fn(&mut serde_yaml_ng::Value)) {
@@ -21,6 +23,26 @@ fn cluster(dir: &Path, edit: impl Fn(&mut serde_yaml_ng::Value)) {
     .expect("write");
     let out = run_in(dir, &["render", "credentials", "--generate-ca"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+/// `kubernetes-validate --strict` of `file` for 1.30 and 1.34; the only line allowed is
+/// the one saying the ClusterServiceBroker custom resource has no built-in schema.
+fn kubernetes_validate(name: &str, file: &Path) {
+    for k in ["1.30.0", "1.34.0"] {
+        let out = std::process::Command::new(venv_bin("kubernetes-validate"))
+            .args(["--strict", "-k", k, "--quiet"])
+            .arg(file)
+            .output()
+            .expect("kubernetes-validate");
+        let report = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        assert!(out.status.success(), "{name} on {k}:\n{report}");
+        for line in report.lines().filter(|l| !l.trim().is_empty()) {
+            assert!(
+                line.contains("Couldn't find schema for kind ClusterServiceBroker"),
+                "{name} on {k}: {line}"
+            );
+        }
+    }
 }
 
 fn render(dir: &Path) -> String {
@@ -64,21 +86,7 @@ fn manifests_are_valid_for_1_30_and_1_34() {
         );
         assert!(!yaml.contains("v1beta1\nkind: CustomResourceDefinition"));
         assert!(!yaml.contains("admissionregistration.k8s.io/v1beta1"));
-        for k in ["1.30.0", "1.34.0"] {
-            let out = std::process::Command::new(venv_bin("kubernetes-validate"))
-                .args(["--strict", "-k", k, "--quiet"])
-                .arg(dir.path().join("addons.yaml"))
-                .output()
-                .expect("kubernetes-validate");
-            let report = format!("{}{}", text(&out.stdout), text(&out.stderr));
-            assert!(out.status.success(), "{name} on {k}:\n{report}");
-            for line in report.lines().filter(|l| !l.trim().is_empty()) {
-                assert!(
-                    line.contains("Couldn't find schema for kind ClusterServiceBroker"),
-                    "{name} on {k}: {line}"
-                );
-            }
-        }
+        kubernetes_validate(name, &dir.path().join("addons.yaml"));
         let out = std::process::Command::new(venv_bin("python"))
             .arg(common::repo().join("tests/harness/check_crds.py"))
             .arg(dir.path().join("addons.yaml"))
@@ -180,4 +188,176 @@ fn render_credentials_issues_the_addon_certificates_and_token() {
         before
     );
     assert_eq!(std::fs::read_to_string(&token_path).expect("token"), token);
+}
+
+/// The bundle `render stack` uploads for the controllers: its documents in their three
+/// stages, with the Secrets completed exactly as a controller completes them
+/// (`userdata/addons.py`, run here on the plaintext of credentials/) — and exactly as
+/// `kube-aws addons apply` completes them (the library, from the same files). Every
+/// document passes `kubernetes-validate --strict` for 1.30 and 1.34; the bundle itself
+/// holds no key and no token.
+#[test]
+fn the_bundle_the_controllers_apply_matches_addons_apply_and_is_valid() {
+    for (name, auth) in [("bearer", "bearer"), ("basic", "basic")] {
+        let dir = tempfile::tempdir().expect("tmp");
+        cluster(dir.path(), |v| {
+            v["addons"]["awsServiceBroker"]["auth"] = auth.into()
+        });
+        let out = run_in(dir.path(), &["render", "stack", "--export", "out"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let bundles: Vec<_> = std::fs::read_dir(dir.path().join("out/addons"))
+            .expect("out/addons")
+            .map(|e| e.expect("entry").path())
+            .collect();
+        assert_eq!(bundles.len(), 1, "{bundles:?}");
+        let raw = std::fs::read(&bundles[0]).expect("bundle");
+        let text_bundle = String::from_utf8(raw.clone()).expect("utf-8");
+        assert!(
+            !text_bundle.contains("PRIVATE KEY"),
+            "{name}: a key in the bundle"
+        );
+        let creds = dir.path().join("credentials");
+        let token = std::fs::read_to_string(creds.join("aws-service-broker-token")).expect("t");
+        assert!(
+            !text_bundle.contains(token.trim()),
+            "{name}: the token in the bundle"
+        );
+        let bundle: kube_aws::addons::Bundle = serde_json::from_slice(&raw).expect("bundle");
+        assert_eq!(bundle.crd_names().len(), 8);
+
+        // The controller's side: split, then fill from what it decrypted.
+        let work = dir.path().join("work");
+        std::fs::create_dir_all(work.join("plain")).expect("work");
+        let py = |args: &[&str]| {
+            let out = std::process::Command::new(venv_bin("python"))
+                .arg(common::repo().join("userdata/addons.py"))
+                .args(args)
+                .arg(&bundles[0])
+                .arg(&work)
+                .output()
+                .expect("addons.py");
+            assert!(out.status.success(), "{}", text(&out.stderr));
+            out.stdout
+        };
+        py(&["split"]);
+        let fills = std::fs::read_to_string(work.join("fills.list")).expect("fills");
+        let files: Vec<&str> = fills
+            .lines()
+            .map(|l| l.split(' ').next().unwrap_or_default())
+            .collect();
+        assert_eq!(
+            files,
+            [
+                "service-catalog-webhook-key.pem",
+                "aws-service-broker-key.pem",
+                "aws-service-broker-token"
+            ],
+            "{fills}"
+        );
+        for l in fills.lines() {
+            let (file, key) = l.split_once(' ').expect("FILE KEY");
+            assert!(
+                key.starts_with("clusters/catalog/credentials/") && key.ends_with(".enc"),
+                "{key}"
+            );
+            std::fs::copy(creds.join(file), work.join("plain").join(file)).expect("copy");
+        }
+        assert_eq!(
+            std::fs::read_to_string(work.join("crds.txt"))
+                .expect("crds")
+                .lines()
+                .count(),
+            8
+        );
+        let controller: Value = serde_json::from_slice(&py(&["secrets"])).expect("List");
+        let cli = bundle
+            .filled_secrets(|f| std::fs::read(creds.join(f)))
+            .expect("fill");
+        assert_eq!(controller["items"], Value::from(cli.clone()), "{name}");
+        let auth_secret = &cli[2];
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        match auth {
+            "bearer" => assert_eq!(auth_secret["data"]["token"], b64(token.trim())),
+            _ => {
+                assert_eq!(auth_secret["data"]["password"], b64(token.trim()));
+                assert_eq!(auth_secret["data"]["username"], b64("kube-aws"));
+            }
+        }
+        assert_eq!(
+            cli[0]["data"]["tls.key"],
+            b64(
+                &std::fs::read_to_string(creds.join("service-catalog-webhook-key.pem"))
+                    .expect("key")
+            )
+        );
+
+        // Everything a controller applies, as kubectl reads it.
+        let mut all = String::new();
+        for f in ["first.json", "manifests.json"] {
+            let list: Value =
+                serde_json::from_slice(&std::fs::read(work.join(f)).expect("list")).expect("json");
+            assert_eq!(list["kind"], "List");
+            for d in list["items"].as_array().expect("items") {
+                all.push_str("---\n");
+                all.push_str(&serde_yaml_ng::to_string(d).expect("yaml"));
+            }
+        }
+        for d in controller["items"].as_array().expect("items") {
+            all.push_str("---\n");
+            all.push_str(&serde_yaml_ng::to_string(d).expect("yaml"));
+        }
+        std::fs::write(work.join("all.yaml"), &all).expect("write");
+        kubernetes_validate(name, &work.join("all.yaml"));
+        println!(
+            "{name}: {} + {} Secrets + {} documents; controller and CLI Secrets identical",
+            bundle.first.len(),
+            cli.len(),
+            bundle.manifests.len()
+        );
+    }
+}
+
+/// `addons apply` fails with the file, the server and the fix, never a panic.
+#[test]
+fn addons_apply_explains_what_is_wrong() {
+    let dir = tempfile::tempdir().expect("tmp");
+    cluster(dir.path(), |_| {});
+    let out = run_in(
+        dir.path(),
+        &["addons", "apply", "--kubeconfig", "nope.yaml"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("nope.yaml") && err.contains("fix:"), "{err}");
+
+    // A kubeconfig whose server nothing listens on (port 1 on loopback).
+    common::kubeconfig_for(dir.path(), "closed.yaml", "https://127.0.0.1:1");
+    let out = run_in(
+        dir.path(),
+        &[
+            "addons",
+            "apply",
+            "--kubeconfig",
+            "closed.yaml",
+            "--timeout",
+            "5",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("cannot reach the Kubernetes API at https://127.0.0.1:1")
+            && err.contains("fix:"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+
+    let dir = tempfile::tempdir().expect("tmp");
+    cluster(dir.path(), |v| {
+        v["addons"]["awsServiceBroker"]["enabled"] = false.into();
+        v["addons"]["serviceCatalog"]["enabled"] = false.into();
+    });
+    let out = run_in(dir.path(), &["addons", "apply"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("no add-on is enabled"));
 }

@@ -75,10 +75,10 @@ impl CfnBackend {
             Ok(o) => Ok(o.stack_id().unwrap_or(name).to_string()),
             Err(e) => {
                 let msg = describe(&e);
-                if msg.contains("AlreadyExists") {
-                    if let Some(s) = self.state(name).await? {
-                        return Ok(s.id);
-                    }
+                if msg.contains("AlreadyExists")
+                    && let Some(s) = self.state(name).await?
+                {
+                    return Ok(s.id);
                 }
                 Err(anyhow::anyhow!("creating stack {name}: {msg}"))
             }

@@ -301,12 +301,11 @@ pub fn roll(
         if !lt_based {
             continue;
         }
-        if let Some(lt) = launch_template_of(r) {
-            if changed.contains_key(lt.as_str())
-                || new_t.get("Parameters") != old_t.get("Parameters")
-            {
-                why.extend(launch_template_reasons(old_t, new_t, &lt, stack, userdata));
-            }
+        if let Some(lt) = launch_template_of(r)
+            && (changed.contains_key(lt.as_str())
+                || new_t.get("Parameters") != old_t.get("Parameters"))
+        {
+            why.extend(launch_template_reasons(old_t, new_t, &lt, stack, userdata));
         }
         if why.is_empty() {
             continue;

@@ -661,16 +661,15 @@ pub fn plan(i: &Inputs) -> Plan {
     let rolling: Vec<&str> = rolls.iter().map(|r| r.stack.as_str()).collect();
     let roll_order = classify::waves(&root_sent, &new_refs, &rolling);
     for s in stacks.iter().filter(|s| s.name.starts_with("node-pool/")) {
-        if let Some(t) = new_templates.get(&s.name) {
-            if t.pointer("/Parameters/AmiId/Type")
+        if let Some(t) = new_templates.get(&s.name)
+            && t.pointer("/Parameters/AmiId/Type")
                 .and_then(Value::as_str)
                 .is_some_and(|x| x.starts_with("AWS::SSM"))
-            {
-                warnings.push(format!(
+        {
+            warnings.push(format!(
                     "{}: the AMI comes from an SSM parameter, which CloudFormation resolves again on update; a newer image there rolls the pool too (pin amiId to avoid it)",
                     s.name
                 ));
-            }
         }
     }
     let changed = !stacks.is_empty();

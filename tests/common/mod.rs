@@ -165,3 +165,15 @@ pub fn http_get_status(port: u16, path: &str) -> Option<u16> {
     let head = String::from_utf8_lossy(&buf[..n]);
     head.split_whitespace().nth(1)?.parse().ok()
 }
+
+/// Writes `dir/name`: the kubeconfig `render credentials` wrote, pointed at `server`.
+#[allow(dead_code)]
+pub fn kubeconfig_for(dir: &Path, name: &str, server: &str) {
+    let kc = std::fs::read_to_string(dir.join("kubeconfig")).expect("kubeconfig");
+    let old = kc
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("server: "))
+        .expect("server")
+        .to_string();
+    std::fs::write(dir.join(name), kc.replace(&old, server)).expect("write kubeconfig");
+}
