@@ -1,13 +1,15 @@
 //! The add-ons on the emulator: `up` of the add-ons example creates the broker's state
 //! table and role and the SSM pointer to the add-ons bundle (the `addons` nested stack);
-//! a controller's first steps (pointer, bundle, ciphertexts, Secrets) run against it; then the seed's S3 demo is driven exactly
-//! as the Service Catalog controller would drive the broker — ServiceInstance and
-//! ServiceBinding YAML as in the seeds, class and plan external names resolved through
-//! the catalog, provision, poll, bind — with the broker's state in that table, and the
-//! Secret data the binding produces carries the keys the seed's app reads.
+//! the controllers' kube-aws-addons script, as rendered, runs against it; then the
+//! seed's S3 demo is driven exactly as the Service Catalog controller would drive the
+//! broker — ServiceInstance and ServiceBinding YAML as in the seeds, class and plan
+//! external names resolved through the catalog, provision, poll, bind — with the
+//! broker's state in that table, and the Secret data the binding produces carries the
+//! keys the seed's app reads.
 //!
 //! Test-bed adaptations (not product changes): the example's KMS key and hosted zone are
-//! replaced by ones made in the emulator; its bucket is created there.
+//! replaced by ones made in the emulator; its bucket is created there. For the script,
+//! see `controller_applies_the_addons`.
 
 #[path = "common/broker.rs"]
 mod broker;
@@ -105,58 +107,8 @@ print(k, z)"#,
     let status = run(&["status", "--output", "json"]);
     assert!(status.contains("AddOns"), "{status}");
 
-    // What a controller's kube-aws-addons unit does first, with boto3 standing in for
-    // lib.sh's SigV4 curl calls (the emulator answers on loopback, not on AWS's names):
-    // the pointer from SSM, the bundle from S3 under its sha256, each ciphertext it
-    // names decrypted under the cluster's context, then addons.py completes the Secrets.
-    let work = dir.path().join("controller");
-    std::fs::create_dir_all(work.join("plain")).expect("work");
-    let report = python(
-        &moto,
-        &format!(
-            r#"import boto3, hashlib, json, subprocess, sys
-work = {work:?}
-value = boto3.client('ssm').get_parameter(Name='/kube-aws/catalog/addons')['Parameter']['Value']
-key, sha = value.split()
-body = boto3.client('s3').get_object(Bucket='kube-aws-assets', Key=key)['Body'].read()
-assert hashlib.sha256(body).hexdigest() == sha, 'sha256 of the bundle'
-assert b'PRIVATE KEY' not in body
-open(work + '/bundle.json', 'wb').write(body)
-py = {py:?}
-subprocess.run([sys.executable, py, 'split', work + '/bundle.json', work], check=True)
-kms = boto3.client('kms')
-n = 0
-for line in open(work + '/fills.list'):
-    file, enc = line.split()
-    blob = boto3.client('s3').get_object(Bucket='kube-aws-assets', Key=enc)['Body'].read()
-    plain = kms.decrypt(CiphertextBlob=blob, EncryptionContext={{'cluster': 'catalog', 'file': file}})['Plaintext']
-    open(work + '/plain/' + file, 'wb').write(plain)
-    n += 1
-out = subprocess.run([sys.executable, py, 'secrets', work + '/bundle.json', work], check=True, capture_output=True).stdout
-print(n, len(json.loads(out)['items']), key)"#,
-            work = work.display().to_string(),
-            py = common::repo()
-                .join("userdata/addons.py")
-                .display()
-                .to_string(),
-        ),
-    );
-    let creds = dir.path().join("credentials");
-    for f in [
-        "service-catalog-webhook-key.pem",
-        "aws-service-broker-key.pem",
-        "aws-service-broker-token",
-    ] {
-        assert_eq!(
-            std::fs::read(work.join("plain").join(f)).expect("decrypted"),
-            std::fs::read(creds.join(f)).expect("local"),
-            "{f}: what a controller decrypts is the local plaintext"
-        );
-    }
-    assert!(
-        report.starts_with("3 3 clusters/catalog/addons/bundle-"),
-        "{report}"
-    );
+    // The controllers' kube-aws-addons script, as rendered, against the emulator.
+    controller_applies_the_addons(&moto, dir.path(), &run);
 
     // What `up` made: the table and the role.
     let table = "kube-aws-catalog-awsbroker-state";
@@ -281,4 +233,215 @@ items = boto3.client('dynamodb').scan(TableName='kube-aws-catalog-awsbroker-stat
 print(len(items), sorted(i['id']['S'].split('/')[0] for i in items))",
     );
     assert_eq!(n, "2 ['binding', 'instance']");
+}
+
+/// Kills the node stand-in when dropped.
+struct Standin(std::process::Child);
+
+impl Drop for Standin {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+const KUBECTL_STANDIN: &str = r#"#!/bin/bash
+# TEST-BED STAND-IN for kubectl: records each call, keeps each file applied.
+set -euo pipefail
+[[ $KUBECONFIG == */admin.conf ]]
+echo "$*" >> "$KUBECTL_LOG"
+args=("$@")
+for ((i = 0; i < ${#args[@]}; i++)); do
+  if [[ ${args[i]} == -f ]]; then
+    cp "${args[i+1]}" "$KUBECTL_FILES/$(wc -l < "$KUBECTL_LOG")-$(basename "${args[i+1]}")"
+  fi
+done
+"#;
+
+/// Runs the controllers' `/opt/kube-aws/bin/addons` exactly as rendered into their
+/// cloud-config, with its lib.sh and addons.py, against the emulator. Test-bed
+/// adaptations, not product changes: its absolute paths are moved under a temporary
+/// directory; curl reaches the instance metadata and AWS's HTTPS names through
+/// `harness/node_standin.py` (IMDS stand-in, TLS proxy to moto) by a .curlrc; and
+/// `kubectl` is a stand-in that records its calls and keeps the files it applies (no
+/// Kubernetes API server can run here). The script's own calls — SSM GetParameter, the
+/// bundle from S3 with its sha256, KMS Decrypt under the cluster's context, addons.py —
+/// are real requests to the emulator.
+fn controller_applies_the_addons(
+    moto: &Moto,
+    dir: &std::path::Path,
+    run: &dyn Fn(&[&str]) -> String,
+) {
+    let out_dir = dir.join("out");
+    run(&[
+        "render",
+        "stack",
+        "--export",
+        &out_dir.display().to_string(),
+    ]);
+    let userdata = std::fs::read_dir(out_dir.join("userdata"))
+        .expect("exported userdata")
+        .map(|e| e.expect("entry").path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("controller-"))
+        })
+        .expect("the controller cloud-config");
+    let cc: Yaml = serde_yaml_ng::from_str(&std::fs::read_to_string(&userdata).expect("read"))
+        .expect("cloud-config");
+    let node = dir.join("node");
+    for d in ["opt/bin", "bin", "run", "applied"] {
+        std::fs::create_dir_all(node.join(d)).expect("dir");
+    }
+    let relocate = |text: &str| {
+        text.replace("/opt/kube-aws/", &format!("{}/opt/", node.display()))
+            .replace("/run/kube-aws", &format!("{}/run", node.display()))
+            .replace(
+                "/etc/kubernetes/admin.conf",
+                &format!("{}/admin.conf", node.display()),
+            )
+    };
+    let mut found = 0;
+    for f in cc["write_files"].as_sequence().expect("write_files") {
+        let dest = match f["path"].as_str().expect("path") {
+            "/opt/kube-aws/lib.sh" => "opt/lib.sh",
+            "/opt/kube-aws/addons.py" => "opt/addons.py",
+            "/opt/kube-aws/bin/addons" => "opt/bin/addons",
+            _ => continue,
+        };
+        let content = relocate(f["content"].as_str().expect("content"));
+        std::fs::write(node.join(dest), content).expect("write");
+        found += 1;
+    }
+    assert_eq!(found, 3, "lib.sh, addons.py and the addons script");
+    std::fs::write(node.join("bin/kubectl"), KUBECTL_STANDIN).expect("kubectl");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            node.join("bin/kubectl"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .expect("chmod");
+    }
+    let out = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+        .args(["ec_paramgen_curve:P-256", "-nodes", "-days", "1"])
+        .args(["-subj", "/CN=amazonaws.com", "-keyout"])
+        .arg(node.join("tls.key"))
+        .arg("-out")
+        .arg(node.join("tls.crt"))
+        .output()
+        .expect("openssl");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut child = std::process::Command::new(common::venv_bin("python"))
+        .arg(common::repo().join("tests/harness/node_standin.py"))
+        .arg(moto.port.to_string())
+        .arg(REGION)
+        .arg(node.join("tls.crt"))
+        .arg(node.join("tls.key"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("node stand-in");
+    let stdout = child.stdout.take().expect("stdout");
+    let _standin = Standin(child);
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).expect("ports");
+    let (imds, tls) = line.trim().split_once(' ').expect("IMDS_PORT TLS_PORT");
+    std::fs::write(
+        node.join(".curlrc"),
+        format!(
+            "connect-to = \"169.254.169.254:80:127.0.0.1:{imds}\"\nconnect-to = \"::127.0.0.1:{tls}\"\ninsecure\n"
+        ),
+    )
+    .expect("curlrc");
+    std::fs::write(node.join("admin.conf"), "").expect("admin.conf");
+    let script = |n: u32| {
+        let path = format!(
+            "{}:{}",
+            node.join("bin").display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let out = std::process::Command::new("bash")
+            .arg(node.join("opt/bin/addons"))
+            .env("PATH", path)
+            .env("CURL_HOME", &node)
+            .env("KUBECTL_LOG", node.join("kubectl.log"))
+            .env("KUBECTL_FILES", node.join("applied"))
+            .output()
+            .expect("bash");
+        assert!(
+            out.status.success(),
+            "run {n}: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    };
+    let said = script(1);
+    assert!(
+        said.contains("add-ons applied: clusters/catalog/addons/bundle-"),
+        "{said}"
+    );
+    let log = std::fs::read_to_string(node.join("kubectl.log")).expect("kubectl log");
+    let calls: Vec<&str> = log.lines().collect();
+    let apply = "apply --server-side --field-manager=kube-aws --force-conflicts -f ";
+    assert_eq!(calls.len(), 5, "{log}");
+    assert_eq!(calls[0], "get --raw /readyz");
+    assert!(
+        calls[1].starts_with(apply) && calls[1].ends_with("/first.json"),
+        "{log}"
+    );
+    assert!(
+        calls[2].starts_with("wait --for condition=established --timeout=300s "),
+        "{log}"
+    );
+    assert_eq!(
+        calls[2].matches(" customresourcedefinition/").count(),
+        8,
+        "{log}"
+    );
+    assert!(
+        calls[3].starts_with(apply) && calls[3].ends_with("/secrets.json"),
+        "{log}"
+    );
+    assert!(
+        calls[4].starts_with(apply) && calls[4].ends_with("/manifests.json"),
+        "{log}"
+    );
+    // The Secrets it applied hold the local plaintext, completed as `addons apply` does.
+    let applied: Value = serde_json::from_slice(
+        &std::fs::read(node.join("applied/4-secrets.json")).expect("secrets applied"),
+    )
+    .expect("json");
+    let creds = dir.join("credentials");
+    let cfg = kube_aws::config::read(&dir.join("cluster.yaml")).expect("config");
+    let inputs = kube_aws::cli::inputs::credentials(dir).expect("credentials");
+    let bundle = kube_aws::addons::bundle(&cfg, &inputs, "clusters/catalog").expect("bundle");
+    let local = bundle
+        .filled_secrets(|f| std::fs::read(creds.join(f)))
+        .expect("fill");
+    assert_eq!(applied["items"], Value::from(local));
+    // No plaintext left behind: only the stamp of what was applied.
+    let left: Vec<String> = std::fs::read_dir(node.join("run"))
+        .expect("run")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, ["addons.applied"], "{left:?}");
+    // Again: the pointer has not changed, so nothing is applied.
+    script(2);
+    assert_eq!(
+        std::fs::read_to_string(node.join("kubectl.log")).expect("log"),
+        log,
+        "a second run applied again"
+    );
+    // Add-ons switched off: the stack and its parameter are gone; the unit does nothing.
+    python(
+        moto,
+        "import boto3\nboto3.client('ssm').delete_parameter(Name='/kube-aws/catalog/addons')",
+    );
+    let said = script(3);
+    assert!(
+        said.contains("no add-ons: /kube-aws/catalog/addons is not set"),
+        "{said}"
+    );
 }

@@ -167,7 +167,6 @@ pub fn http_get_status(port: u16, path: &str) -> Option<u16> {
 }
 
 /// Writes `dir/name`: the kubeconfig `render credentials` wrote, pointed at `server`.
-#[allow(dead_code)]
 pub fn kubeconfig_for(dir: &Path, name: &str, server: &str) {
     let kc = std::fs::read_to_string(dir.join("kubeconfig")).expect("kubeconfig");
     let old = kc
