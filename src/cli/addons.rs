@@ -107,8 +107,9 @@ fn apply(cli: &Cli, a: &ApplyArgs) -> Result {
             "applying the add-ons to {url}{}",
             if a.dry_run { " (dry run)" } else { "" }
         );
-        crate::deploy::addons::apply(client, &url, &bundle, &secrets, &opts, |r| {
-            println!("  {} {}", r.object, r.outcome)
+        crate::deploy::addons::apply(client, &url, &bundle, &secrets, &opts, |r| match r.note {
+            Some(note) => println!("  {} {} ({note})", r.object, r.outcome),
+            None => println!("  {} {}", r.object, r.outcome),
         })
         .await
     })?;

@@ -48,6 +48,8 @@ impl std::fmt::Display for Outcome {
 pub struct Applied {
     pub object: String,
     pub outcome: Outcome,
+    /// Why a dry run could not send it (its kind or namespace is new in this bundle).
+    pub note: Option<&'static str>,
 }
 
 /// A client for the kubeconfig's current (or named) context, and the server's URL.
@@ -113,6 +115,8 @@ struct Applier<'a> {
     url: &'a str,
     opts: &'a ApplyOptions,
     kinds: HashMap<String, (ApiResource, bool)>,
+    /// Namespaces a dry run found missing: the server cannot admit objects into them.
+    new_namespaces: std::collections::HashSet<String>,
     deadline: Instant,
 }
 
@@ -163,11 +167,18 @@ impl Applier<'_> {
 
     async fn apply(&mut self, doc: &Value) -> Result<Applied> {
         let object = describe(doc);
+        let not_sent = |note| Applied {
+            object: object.clone(),
+            outcome: Outcome::Created,
+            note: Some(note),
+        };
+        if let Some(ns) = doc["metadata"]["namespace"].as_str()
+            && self.new_namespaces.contains(ns)
+        {
+            return Ok(not_sent("its namespace is new: not sent in a dry run"));
+        }
         let Some((ar, namespaced)) = self.resource(doc).await? else {
-            return Ok(Applied {
-                object,
-                outcome: Outcome::Created,
-            });
+            return Ok(not_sent("its kind is new: not sent in a dry run"));
         };
         let name = doc["metadata"]["name"]
             .as_str()
@@ -205,7 +216,17 @@ impl Applier<'_> {
                             }
                         }
                     };
-                    return Ok(Applied { object, outcome });
+                    if self.opts.dry_run
+                        && outcome == Outcome::Created
+                        && doc["kind"] == "Namespace"
+                    {
+                        self.new_namespaces.insert(name.to_string());
+                    }
+                    return Ok(Applied {
+                        object,
+                        outcome,
+                        note: None,
+                    });
                 }
                 Err(e) if transient(&e) && Instant::now() + pause < self.deadline => {
                     eprintln!("  {object}: {e}; retrying in {}s", pause.as_secs());
@@ -257,6 +278,7 @@ pub async fn apply(
         url,
         opts,
         kinds: HashMap::new(),
+        new_namespaces: Default::default(),
         deadline: Instant::now() + opts.timeout,
     };
     let mut done = Vec::new();

@@ -10,8 +10,9 @@
 //! It speaks TLS with the cluster's own apiserver certificate and demands a client
 //! certificate from the cluster CA, like the real one. What it proves is the client
 //! side: the kubeconfig from `render credentials` works with kube-rs, and the requests,
-//! their parameters and their order. It does not model Kubernetes semantics beyond
-//! one: resourceVersion changes only when an applied object differs from the stored one.
+//! their parameters and their order. It models only two Kubernetes rules: an object
+//! needs its namespace, and resourceVersion changes only when an applied object differs
+//! from the stored one.
 
 use axum::body::Bytes;
 use axum::extract::{Request, State};
@@ -169,6 +170,17 @@ fn respond(
                 "metadata": {"resourceVersion": st.version.to_string()}, "items": items}))
             .into_response(),
         );
+    }
+    // Namespaced objects need their namespace, as in Kubernetes.
+    if let ["namespaces", ns, _, ..] = rest.as_slice()
+        && method == Method::PATCH
+        && !st.objects.contains_key(&format!("/api/v1/namespaces/{ns}"))
+    {
+        return Some(status(
+            404,
+            "NotFound",
+            &format!("namespaces \"{ns}\" not found"),
+        ));
     }
     Some(match method {
         Method::GET => match st.objects.get(&path) {
