@@ -110,6 +110,55 @@ print(k, z)"#,
     // The controllers' kube-aws-addons script, as rendered, against the emulator.
     controller_applies_the_addons(&moto, dir.path(), &run);
 
+    // `diff` names the add-on objects a change makes the controllers apply, with their
+    // YAML diff: a new broker image is one Deployment, and only root and addons change.
+    let yaml = std::fs::read_to_string(dir.path().join("cluster.yaml")).expect("read");
+    let edited = yaml.replace(
+        "  awsServiceBroker:\n",
+        "  awsServiceBroker:\n    image: registry.example.com/kube-aws:9.9\n",
+    );
+    assert_ne!(yaml, edited);
+    std::fs::write(dir.path().join("cluster.yaml"), &edited).expect("write");
+    let diff = |args: &[&str]| {
+        let out = common::kube_aws()
+            .arg("--dir")
+            .arg(dir.path())
+            .args(args)
+            .envs(moto.env())
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("kube-aws");
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let plan: Value = serde_json::from_str(&diff(&["diff", "--output", "json"])).expect("plan");
+    let names = |key: &str, field: &str| -> Vec<String> {
+        plan[key]
+            .as_array()
+            .expect("array")
+            .iter()
+            .map(|x| x[field].as_str().expect(field).to_string())
+            .collect()
+    };
+    let mut stacks = names("stacks", "name");
+    stacks.sort();
+    assert_eq!(stacks, ["addons", "root"], "{plan:#}");
+    assert_eq!(
+        names("addons", "object"),
+        ["Deployment aws-sb/aws-service-broker"],
+        "{plan:#}"
+    );
+    assert!(plan["rolls"].as_array().expect("rolls").is_empty());
+    let text_plan = diff(&["diff"]);
+    println!("{text_plan}");
+    assert!(
+        text_plan.contains("# add-on object Deployment aws-sb/aws-service-broker (Modify)")
+            && text_plan.contains("+        image: registry.example.com/kube-aws:9.9")
+            && text_plan.contains("      ~ Deployment aws-sb/aws-service-broker"),
+        "{text_plan}"
+    );
+    std::fs::write(dir.path().join("cluster.yaml"), &yaml).expect("write");
+
     // What `up` made: the table and the role.
     let table = "kube-aws-catalog-awsbroker-state";
     let role = python(

@@ -467,6 +467,16 @@ pub fn pointer_parameter(cluster: &str) -> String {
     format!("/kube-aws/{cluster}/addons")
 }
 
+/// `Kind namespace/name` of a manifest.
+pub fn describe(doc: &Value) -> String {
+    let kind = doc["kind"].as_str().unwrap_or("?");
+    let name = doc["metadata"]["name"].as_str().unwrap_or("?");
+    match doc["metadata"]["namespace"].as_str() {
+        Some(ns) => format!("{kind} {ns}/{name}"),
+        None => format!("{kind} {name}"),
+    }
+}
+
 fn is_first(doc: &Value) -> bool {
     matches!(
         doc["kind"].as_str(),
@@ -554,6 +564,31 @@ impl Bundle {
     /// Compact, deterministic JSON (object keys sorted).
     pub fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Every object as a reviewer reads it, in apply order: `Kind namespace/name` and its
+    /// YAML. A Secret's private parts show the ciphertext they are completed from, so a
+    /// new key shows as a changed line and no plaintext is ever shown.
+    pub fn review(&self) -> Vec<(String, String)> {
+        let secrets = self.secrets.iter().map(|s| {
+            let mut o = s.object.clone();
+            for (k, f) in &s.fill {
+                o["data"][k] = format!("<KMS ciphertext {}>", f.key).into();
+            }
+            o
+        });
+        self.first
+            .iter()
+            .cloned()
+            .chain(secrets)
+            .chain(self.manifests.iter().cloned())
+            .map(|d| {
+                (
+                    describe(&d),
+                    serde_yaml_ng::to_string(&d).unwrap_or_default(),
+                )
+            })
+            .collect()
     }
 
     /// Names of the CRDs in the first stage, to wait for.

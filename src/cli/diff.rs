@@ -138,6 +138,13 @@ pub fn print_diffs(p: &Plan) {
         );
         colour(&u.diff);
     }
+    for o in &p.addons {
+        println!(
+            "{}",
+            style(format!("# add-on object {} ({:?})", o.object, o.action)).bold()
+        );
+        colour(&o.diff);
+    }
 }
 
 fn sign(a: Action) -> console::StyledObject<&'static str> {
@@ -213,6 +220,19 @@ pub fn print_summary(p: &Plan) {
         println!(
             "    (tags propagate to every stack and resource in place; no instance rolls for them)"
         );
+    }
+    if !p.addons.is_empty() {
+        println!(
+            "  add-on objects the controllers apply (server-side, within 5 minutes of the update):"
+        );
+        for o in &p.addons {
+            println!("      {} {}", sign(o.action), o.object);
+        }
+        if p.addons.iter().any(|o| o.action == Action::Remove) {
+            println!(
+                "      (removed objects stay in the cluster until deleted: `kubectl delete` them)"
+            );
+        }
     }
     if !p.unchanged.is_empty() {
         println!("  unchanged: {}", p.unchanged.join(", "));

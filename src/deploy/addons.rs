@@ -4,7 +4,7 @@
 //! established, the Secrets, then the rest in order. The controllers' kube-aws-addons
 //! unit applies the same bundle the same way with kubectl.
 
-use crate::addons::Bundle;
+use crate::addons::{Bundle, describe};
 use anyhow::{Context, Result, anyhow, bail};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
@@ -68,16 +68,6 @@ pub async fn client(kubeconfig: &Path, context: Option<&str>) -> Result<(kube::C
     let client = kube::Client::try_from(config)
         .map_err(|e| anyhow!("{}: {e}\n  {fix}", kubeconfig.display()))?;
     Ok((client, url))
-}
-
-/// `Kind namespace/name` of a manifest.
-pub fn describe(doc: &Value) -> String {
-    let kind = doc["kind"].as_str().unwrap_or("?");
-    let name = doc["metadata"]["name"].as_str().unwrap_or("?");
-    match doc["metadata"]["namespace"].as_str() {
-        Some(ns) => format!("{kind} {ns}/{name}"),
-        None => format!("{kind} {name}"),
-    }
 }
 
 /// What the server adds and what apply cannot change: left out when comparing.
@@ -304,18 +294,6 @@ pub async fn apply(
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn describes_objects() {
-        assert_eq!(
-            describe(&json!({"kind": "Secret", "metadata": {"name": "a", "namespace": "b"}})),
-            "Secret b/a"
-        );
-        assert_eq!(
-            describe(&json!({"kind": "Namespace", "metadata": {"name": "c"}})),
-            "Namespace c"
-        );
-    }
 
     #[test]
     fn compares_without_server_fields() {

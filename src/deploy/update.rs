@@ -120,6 +120,26 @@ pub async fn fetch_deployed(sdk: &SdkConfig, cfg: &Config, model: &Model) -> Res
             d.cloud_configs.insert(rel, body);
         }
     }
+    // The add-ons bundle the deployed `addons` stack points to.
+    if let Some(key) = d
+        .nested
+        .values()
+        .find_map(|t| t.pointer("/Resources/BundlePointer/Properties/Value"))
+        .and_then(Value::as_str)
+        .and_then(|v| v.split_whitespace().next())
+    {
+        let body = match s3
+            .get_object()
+            .bucket(&model.s3_bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(o) => o.body.collect().await.ok().map(|b| b.into_bytes().to_vec()),
+            Err(_) => None,
+        };
+        d.addons_bundle = Some((key.to_string(), body));
+    }
     Ok(Fetched {
         deployed: d,
         root_id,

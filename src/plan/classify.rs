@@ -71,6 +71,13 @@ const REPLACING: &[(&str, &[&str])] = &[
         &["AutoScalingGroupName", "LifecycleHookName"],
     ),
     ("AWS::IAM::Role", &["RoleName", "Path"]),
+    // The add-ons stack (create-only properties from the CloudFormation resource schemas).
+    ("AWS::IAM::Policy", &[]),
+    ("AWS::SSM::Parameter", &["Name"]),
+    (
+        "AWS::DynamoDB::Table",
+        &["TableName", "ImportSourceSpecification"],
+    ),
     (
         "AWS::IAM::InstanceProfile",
         &["InstanceProfileName", "Path"],

@@ -33,6 +33,9 @@ pub struct Deployed {
     /// Bodies of the deployed cloud-configs, by key relative to the cluster prefix
     /// (`userdata/worker-general-<hash>.yaml`); absent when S3 no longer has one.
     pub cloud_configs: BTreeMap<String, String>,
+    /// The add-ons bundle the deployed `addons` stack points to: its S3 key and body
+    /// (None for the body when S3 no longer has it).
+    pub addons_bundle: Option<(String, Option<Vec<u8>>)>,
 }
 
 /// What the local render wants deployed, besides the assets.
@@ -107,6 +110,16 @@ pub struct UserdataPlan {
     pub diff: String,
 }
 
+/// One Kubernetes object of the add-ons that the controllers will apply differently.
+#[derive(Debug, Clone, Serialize)]
+pub struct ObjectChange {
+    /// `Kind namespace/name`.
+    pub object: String,
+    pub action: Action,
+    #[serde(skip)]
+    pub diff: String,
+}
+
 /// One group of instances that will be replaced.
 #[derive(Debug, Clone, Serialize)]
 pub struct Roll {
@@ -140,6 +153,8 @@ pub struct Plan {
     /// Stacks with no change.
     pub unchanged: Vec<String>,
     pub userdata: Vec<UserdataPlan>,
+    /// Add-on objects (Service Catalog, broker) whose manifest changes.
+    pub addons: Vec<ObjectChange>,
     pub rolls: Vec<Roll>,
     /// Stacks that roll, in waves: a wave starts when the previous one completed.
     pub roll_order: Vec<Vec<String>>,
@@ -672,13 +687,19 @@ pub fn plan(i: &Inputs) -> Plan {
                 ));
         }
     }
-    let changed = !stacks.is_empty();
+    let addons = if in_target("addons") {
+        addon_changes(i)
+    } else {
+        Vec::new()
+    };
+    let changed = !stacks.is_empty() || !addons.is_empty();
     Plan {
         cluster: i.cluster.to_string(),
         changed,
         stacks,
         unchanged,
         userdata,
+        addons,
         rolls,
         roll_order,
         tags,
@@ -686,6 +707,60 @@ pub fn plan(i: &Inputs) -> Plan {
         targets: i.targets.map(<[String]>::to_vec),
         warnings,
     }
+}
+
+/// The add-on objects whose manifests differ between the deployed bundle and the render.
+fn addon_changes(i: &Inputs) -> Vec<ObjectChange> {
+    let parse = |b: &[u8]| {
+        serde_json::from_slice::<crate::addons::Bundle>(b)
+            .map(|b| b.review())
+            .unwrap_or_default()
+    };
+    let new = i
+        .assets
+        .assets
+        .get("addons/bundle")
+        .map(|a| parse(&a.body))
+        .unwrap_or_default();
+    let old = match &i.deployed.addons_bundle {
+        Some((_, Some(body))) => parse(body),
+        Some((key, None)) => {
+            return vec![ObjectChange {
+                object: format!("bundle {key}"),
+                action: Action::Modify,
+                diff: format!("# {key}: not found in S3; every add-on object is applied again\n"),
+            }];
+        }
+        None => Vec::new(),
+    };
+    let old_map: BTreeMap<&str, &str> = old.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let new_names: BTreeSet<&str> = new.iter().map(|(k, _)| k.as_str()).collect();
+    let mut out = Vec::new();
+    for (name, body) in &new {
+        match old_map.get(name.as_str()) {
+            Some(o) if *o == body => {}
+            Some(o) => out.push(ObjectChange {
+                object: name.clone(),
+                action: Action::Modify,
+                diff: unified(o, body, name, name, i.context),
+            }),
+            None => out.push(ObjectChange {
+                object: name.clone(),
+                action: Action::Add,
+                diff: unified("", body, "/dev/null", name, i.context),
+            }),
+        }
+    }
+    for (name, body) in &old {
+        if !new_names.contains(name.as_str()) {
+            out.push(ObjectChange {
+                object: name.clone(),
+                action: Action::Remove,
+                diff: unified(body, "", name, "/dev/null", i.context),
+            });
+        }
+    }
+    out
 }
 
 fn tag_change(old: &BTreeMap<String, String>, new: &BTreeMap<String, String>) -> Option<TagChange> {
