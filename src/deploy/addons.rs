@@ -226,6 +226,13 @@ impl Applier<'_> {
                 Err(e @ (kube::Error::HyperError(_) | kube::Error::Service(_))) => {
                     return Err(self.unreachable(&e));
                 }
+                Err(kube::Error::Api(s)) if s.code == 401 || s.code == 403 => {
+                    return Err(anyhow!(
+                        "applying {object}: {} ({})\n  fix: use a kubeconfig with cluster-admin rights, such as the one `kube-aws render credentials` writes",
+                        s.message,
+                        s.code
+                    ));
+                }
                 Err(e) => return Err(anyhow!("applying {object}: {e}")),
             }
         }
