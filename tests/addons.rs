@@ -483,12 +483,22 @@ fn controller_applies_the_addons(
         log,
         "a second run applied again"
     );
+    // An hour on, the same objects are applied again (undoing hand edits).
+    let out = std::process::Command::new("touch")
+        .args(["-d", "2 hours ago"])
+        .arg(node.join("run/addons.applied"))
+        .output()
+        .expect("touch");
+    assert!(out.status.success());
+    script(3);
+    let again = std::fs::read_to_string(node.join("kubectl.log")).expect("log");
+    assert_eq!(again.lines().count(), 10, "{again}");
     // Add-ons switched off: the stack and its parameter are gone; the unit does nothing.
     python(
         moto,
         "import boto3\nboto3.client('ssm').delete_parameter(Name='/kube-aws/catalog/addons')",
     );
-    let said = script(3);
+    let said = script(4);
     assert!(
         said.contains("no add-ons: /kube-aws/catalog/addons is not set"),
         "{said}"

@@ -864,4 +864,93 @@ mod tests {
         assert_eq!(t.changed["a"], ("1".into(), "9".into()));
         assert!(tag_change(&a, &a).is_none());
     }
+
+    #[test]
+    fn addon_objects_added_changed_removed_and_secrets_by_ciphertext() {
+        use crate::addons::{Bundle, Fill, SecretDoc};
+        let deploy = |img: &str, extra: bool, key: &str| {
+            let mut manifests = vec![json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "b", "namespace": "ns"}, "spec": {"image": img}})];
+            if extra {
+                manifests.push(json!({"apiVersion": "v1", "kind": "Service",
+                    "metadata": {"name": "old", "namespace": "ns"}}));
+            }
+            Bundle {
+                first: vec![
+                    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ns"}}),
+                ],
+                secrets: vec![SecretDoc {
+                    object: json!({"apiVersion": "v1", "kind": "Secret",
+                        "metadata": {"name": "tls", "namespace": "ns"}, "data": {"tls.crt": "Y2VydA=="}}),
+                    fill: [(
+                        "tls.key".to_string(),
+                        Fill {
+                            file: "k.pem".into(),
+                            key: key.into(),
+                            trim: false,
+                        },
+                    )]
+                    .into(),
+                }],
+                manifests,
+            }
+        };
+        let old = deploy("a:1", true, "p/credentials/k.pem-1111.enc");
+        let new = deploy("a:2", false, "p/credentials/k.pem-2222.enc");
+        let mut assets = AssetSet::default();
+        assets.assets.insert(
+            "addons/bundle".into(),
+            crate::render::Asset {
+                name: "addons/bundle".into(),
+                key: "p/addons/bundle-x.json".into(),
+                body: new.to_json(),
+                sha256: String::new(),
+                kind: Kind::AddonBundle,
+            },
+        );
+        let deployed = Deployed {
+            addons_bundle: Some(("p/addons/bundle-y.json".into(), Some(old.to_json()))),
+            ..Deployed::default()
+        };
+        let desired = Desired::default();
+        let inputs = Inputs {
+            cluster: "c",
+            prefix: "p",
+            assets: &assets,
+            desired: &desired,
+            deployed: &deployed,
+            targets: None,
+            context: 1,
+        };
+        let changes = addon_changes(&inputs);
+        let got: Vec<(&str, Action)> = changes
+            .iter()
+            .map(|c| (c.object.as_str(), c.action))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("Secret ns/tls", Action::Modify),
+                ("Deployment ns/b", Action::Modify),
+                ("Service ns/old", Action::Remove),
+            ]
+        );
+        let secret = &changes[0].diff;
+        assert!(
+            secret.contains("-  tls.key: <KMS ciphertext p/credentials/k.pem-1111.enc>")
+                && secret.contains("+  tls.key: <KMS ciphertext p/credentials/k.pem-2222.enc>"),
+            "{secret}"
+        );
+        // A bundle S3 no longer has: one line that says so.
+        let gone = Deployed {
+            addons_bundle: Some(("p/addons/bundle-y.json".into(), None)),
+            ..Deployed::default()
+        };
+        let changes = addon_changes(&Inputs {
+            deployed: &gone,
+            ..inputs
+        });
+        assert_eq!(changes.len(), 1);
+        assert!(changes[0].diff.contains("not found in S3"));
+    }
 }
