@@ -175,31 +175,13 @@ async fn s3_seed_flow() {
     assert_eq!(list.contents().len(), 0);
 
     // Unbind, deprovision; the bucket is gone and the instance answers 410.
-    let (s, _) = b
-        .call(
-            Method::DELETE,
-            &format!("{bpath}?service_id={sid}&plan_id={pid}"),
-            None,
-        )
-        .await;
+    let (s, _) = b.delete(&bpath, &sid, &pid, false).await;
     assert_eq!(s, 200);
     let (s, _) = b.call(Method::GET, &bpath, None).await;
     assert_eq!(s, 404);
-    let (s, _) = b
-        .call(
-            Method::DELETE,
-            &format!("{bpath}?service_id={sid}&plan_id={pid}"),
-            None,
-        )
-        .await;
+    let (s, _) = b.delete(&bpath, &sid, &pid, false).await;
     assert_eq!(s, 410);
-    let (s, body) = b
-        .call(
-            Method::DELETE,
-            &format!("{path}?service_id={sid}&plan_id={pid}&accepts_incomplete=true"),
-            None,
-        )
-        .await;
+    let (s, body) = b.delete(&path, &sid, &pid, true).await;
     assert_eq!(s, 202, "{body}");
     let done = b.wait(&path).await;
     assert_eq!(done["state"], "succeeded");
@@ -316,21 +298,9 @@ print('ok')\n";
         )
         .await;
     assert_eq!(s, 400, "not updatable: {body}");
-    let (s, _) = b
-        .call(
-            Method::DELETE,
-            &format!("{bpath}?service_id={sid}&plan_id={pid}"),
-            None,
-        )
-        .await;
+    let (s, _) = b.delete(&bpath, &sid, &pid, false).await;
     assert_eq!(s, 200);
-    let (s, _) = b
-        .call(
-            Method::DELETE,
-            &format!("{path}?service_id={sid}&plan_id={pid}&accepts_incomplete=true"),
-            None,
-        )
-        .await;
+    let (s, _) = b.delete(&path, &sid, &pid, true).await;
     assert_eq!(s, 202);
     assert_eq!(b.wait(&path).await["state"], "succeeded");
 }

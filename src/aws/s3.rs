@@ -32,6 +32,13 @@ pub fn refuse_plaintext_keys(uploads: &[Upload]) -> Result<()> {
     Ok(())
 }
 
+/// The body of one object, or None when it is absent or cannot be read (a comparison
+/// then says what is missing; nothing is read twice).
+pub async fn get(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Option<Vec<u8>> {
+    let o = s3.get_object().bucket(bucket).key(key).send().await.ok()?;
+    o.body.collect().await.ok().map(|b| b.into_bytes().to_vec())
+}
+
 /// Every key under `prefix/`.
 pub async fn list_keys(
     s3: &aws_sdk_s3::Client,

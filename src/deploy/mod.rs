@@ -14,7 +14,7 @@ use crate::pki::{self, envelope};
 use crate::render::{self, AssetSet, Kind};
 use anyhow::{Context, Result, bail};
 use aws_config::SdkConfig;
-use aws_sdk_cloudformation::types::{Capability, Parameter, Tag};
+use aws_sdk_cloudformation::types::Capability;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::Path;
 
@@ -211,26 +211,18 @@ pub async fn up(
 
     // The same parameters and tags `update` sends and `diff` compares.
     let desired = update::desired(sdk, cfg, model);
-    let mut req = cfn
+    let out = cfn
         .create_stack()
         .stack_name(name)
         .template_url(root_url(sdk, model, assets)?)
         .capabilities(Capability::CapabilityIam)
         .capabilities(Capability::CapabilityNamedIam)
         .enable_termination_protection(cfg.cloudformation.termination_protection)
-        .set_role_arn(cfg.cloudformation.role_arn.clone());
-    for (k, v) in &desired.parameters {
-        req = req.parameters(
-            Parameter::builder()
-                .parameter_key(k)
-                .parameter_value(v)
-                .build(),
-        );
-    }
-    for (k, v) in &desired.tags {
-        req = req.tags(Tag::builder().key(k).value(v).build());
-    }
-    let out = req.send().await.map_err(|e| {
+        .set_role_arn(cfg.cloudformation.role_arn.clone())
+        .set_parameters(Some(update::root_parameters(&desired)))
+        .set_tags(Some(update::root_tags(&desired)))
+        .send()
+        .await.map_err(|e| {
         anyhow::anyhow!("CloudFormation refused to create {name}: {}\n  fix: the message names the template problem; `kube-aws validate --remote` checks every template", describe(&e))
     })?;
     let id = out.stack_id().unwrap_or(name).to_string();

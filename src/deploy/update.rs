@@ -103,15 +103,9 @@ pub async fn fetch_deployed(sdk: &SdkConfig, cfg: &Config, model: &Model) -> Res
         let bucket = model.s3_bucket.clone();
         let key = format!("{}/{rel}", model.s3_prefix);
         tasks.spawn(async move {
-            let body = match s3.get_object().bucket(&bucket).key(&key).send().await {
-                Ok(o) => o
-                    .body
-                    .collect()
-                    .await
-                    .ok()
-                    .map(|b| String::from_utf8_lossy(&b.into_bytes()).into_owned()),
-                Err(_) => None,
-            };
+            let body = aws::s3::get(&s3, &bucket, &key)
+                .await
+                .map(|b| String::from_utf8_lossy(&b).into_owned());
             (rel, body)
         });
     }
@@ -128,16 +122,7 @@ pub async fn fetch_deployed(sdk: &SdkConfig, cfg: &Config, model: &Model) -> Res
         .and_then(Value::as_str)
         .and_then(|v| v.split_whitespace().next())
     {
-        let body = match s3
-            .get_object()
-            .bucket(&model.s3_bucket)
-            .key(key)
-            .send()
-            .await
-        {
-            Ok(o) => o.body.collect().await.ok().map(|b| b.into_bytes().to_vec()),
-            Err(_) => None,
-        };
+        let body = aws::s3::get(&s3, &model.s3_bucket, key).await;
         d.addons_bundle = Some((key.to_string(), body));
     }
     Ok(Fetched {
@@ -146,6 +131,27 @@ pub async fn fetch_deployed(sdk: &SdkConfig, cfg: &Config, model: &Model) -> Res
         status,
         nested_ids: nested.into_iter().collect(),
     })
+}
+
+/// `desired`'s parameters as CloudFormation takes them.
+pub fn root_parameters(d: &Desired) -> Vec<Parameter> {
+    d.parameters
+        .iter()
+        .map(|(k, v)| {
+            Parameter::builder()
+                .parameter_key(k)
+                .parameter_value(v)
+                .build()
+        })
+        .collect()
+}
+
+/// `desired`'s tags as CloudFormation takes them.
+pub fn root_tags(d: &Desired) -> Vec<Tag> {
+    d.tags
+        .iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect()
 }
 
 /// The root parameters and tags `up` and `update` send.
@@ -393,24 +399,15 @@ pub async fn apply(
     let (sent, kept) = upload(sdk, model, uploads).await?;
     println!("S3: uploaded {sent} changed object(s) of {total} ({kept} already there)");
     let d = desired(sdk, cfg, model);
-    let mut req = cfn
+    let req = cfn
         .update_stack()
         .stack_name(&fetched.root_id)
         .template_url(root_url)
         .capabilities(Capability::CapabilityIam)
         .capabilities(Capability::CapabilityNamedIam)
-        .set_role_arn(cfg.cloudformation.role_arn.clone());
-    for (k, v) in &d.parameters {
-        req = req.parameters(
-            Parameter::builder()
-                .parameter_key(k)
-                .parameter_value(v)
-                .build(),
-        );
-    }
-    for (k, v) in &d.tags {
-        req = req.tags(Tag::builder().key(k).value(v).build());
-    }
+        .set_role_arn(cfg.cloudformation.role_arn.clone())
+        .set_parameters(Some(root_parameters(&d)))
+        .set_tags(Some(root_tags(&d)));
     if let Err(e) = req.send().await {
         let msg = describe(&e);
         if msg.contains("No updates are to be performed") {

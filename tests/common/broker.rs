@@ -119,6 +119,21 @@ impl Broker {
         )
     }
 
+    /// Deprovision (instance path) or unbind (binding path), as the platform sends it.
+    pub async fn delete(&self, path: &str, sid: &str, pid: &str, incomplete: bool) -> (u16, Value) {
+        let extra = if incomplete {
+            "&accepts_incomplete=true"
+        } else {
+            ""
+        };
+        self.call(
+            reqwest::Method::DELETE,
+            &format!("{path}?service_id={sid}&plan_id={pid}{extra}"),
+            None,
+        )
+        .await
+    }
+
     /// (service id, plan id) by their names.
     pub async fn ids(&self, service: &str, plan: &str) -> (String, String) {
         let (s, c) = self.call(reqwest::Method::GET, "/v2/catalog", None).await;
