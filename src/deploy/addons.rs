@@ -285,6 +285,11 @@ pub async fn apply(
         done.push(r);
     }
     if !opts.dry_run {
+        eprintln!(
+            "  waiting for {} CRDs to be established (up to {}s)",
+            bundle.crd_names().len(),
+            opts.timeout.as_secs()
+        );
         a.wait_established(&bundle.crd_names())
             .await
             .context("the add-ons' CRDs")?;
