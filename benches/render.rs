@@ -31,10 +31,17 @@ fn main() {
     let ha = kube_aws::config::parse(&ha_text, "ha").expect("valid");
     let creds = kube_aws::cli::inputs::credentials(dir.path()).expect("credentials");
     let model = kube_aws::model::Model::derive(&ha);
+    let bins = vec![kube_aws::render::NodeBinary {
+        arch: "amd64".into(),
+        sha256: "0".repeat(64),
+        size: 0,
+        version: "bench".into(),
+        path: std::path::PathBuf::new(),
+    }];
     let runs: Vec<Duration> = (0..50)
         .map(|_| {
             let t = Instant::now();
-            kube_aws::render::render(&ha, &model, &templates, &creds).expect("render");
+            kube_aws::render::render(&ha, &model, &templates, &creds, &bins).expect("render");
             t.elapsed()
         })
         .collect();
@@ -57,7 +64,7 @@ fn main() {
     let runs: Vec<Duration> = (0..10)
         .map(|_| {
             let t = Instant::now();
-            kube_aws::render::render(&big, &model, &templates, &creds).expect("render");
+            kube_aws::render::render(&big, &model, &templates, &creds, &bins).expect("render");
             t.elapsed()
         })
         .collect();

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod deploy;
 pub mod model;
+pub mod node;
 pub mod pki;
 pub mod plan;
 pub mod render;

@@ -561,6 +561,16 @@ pub fn bundle(
 pub const BROKER_BASIC_USER: &str = "kube-aws";
 
 impl Bundle {
+    /// Objects without Secrets, staged as every bundle is: namespaces and CRDs first.
+    pub fn from_objects(docs: Vec<Value>) -> Bundle {
+        let (first, manifests) = docs.into_iter().partition(is_first);
+        Bundle {
+            first,
+            secrets: Vec::new(),
+            manifests,
+        }
+    }
+
     /// Compact, deterministic JSON (object keys sorted).
     pub fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec(self).unwrap_or_default()

@@ -8,6 +8,7 @@
 
 pub mod dynamodb;
 pub mod kms;
+pub mod node;
 pub mod s3;
 
 use aws_config::retry::RetryConfig;

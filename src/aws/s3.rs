@@ -110,6 +110,39 @@ pub async fn sync(
     Ok((uploaded, skip.len()))
 }
 
+/// Uploads a file (streamed, server-side encrypted) unless the key exists. Keys are
+/// content hashes, so an existing key holds these bytes. Returns whether it uploaded.
+pub async fn put_file_if_absent(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    path: &std::path::Path,
+) -> Result<bool> {
+    if s3
+        .head_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .is_ok()
+    {
+        return Ok(false);
+    }
+    let body = ByteStream::from_path(path)
+        .await
+        .with_context(|| format!("reading {}", path.display()))?;
+    s3.put_object()
+        .bucket(bucket)
+        .key(key)
+        .content_type("application/octet-stream")
+        .server_side_encryption(ServerSideEncryption::Aes256)
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("uploading s3://{bucket}/{key}: {}", super::describe(&e)))?;
+    Ok(true)
+}
+
 /// Deletes every key under `prefix/` except those under one of `keep` (sub-prefixes).
 /// Returns how many were deleted.
 pub async fn delete_prefix(

@@ -63,3 +63,34 @@ pub fn credentials(dir: &Path) -> Result<Credentials> {
     }
     Ok(creds)
 }
+
+/// The node agent binaries: `--node-binary[-arm64]`, or this binary when it is a
+/// linux/amd64 one. Each is hashed here; `up` uploads it from its path.
+pub fn node_binaries(cli: &super::Cli) -> Result<Vec<crate::render::NodeBinary>> {
+    let mut out = Vec::new();
+    let amd64 = match &cli.node_binary {
+        Some(p) => Some(p.clone()),
+        None if cfg!(all(target_os = "linux", target_arch = "x86_64")) => {
+            Some(std::env::current_exe().context("finding the running kube-aws binary")?)
+        }
+        None => None,
+    };
+    for (arch, path) in [("amd64", amd64), ("arm64", cli.node_binary_arm64.clone())] {
+        let Some(path) = path else { continue };
+        let bytes = std::fs::read(&path).with_context(|| {
+            format!(
+                "reading the node binary {}\n  fix: pass --node-binary{} with a kube-aws built for linux/{arch}",
+                path.display(),
+                if arch == "arm64" { "-arm64" } else { "" }
+            )
+        })?;
+        out.push(crate::render::NodeBinary {
+            arch: arch.to_string(),
+            sha256: envelope::sha256_hex(&bytes),
+            size: bytes.len() as u64,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            path,
+        });
+    }
+    Ok(out)
+}

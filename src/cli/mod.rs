@@ -8,6 +8,7 @@ mod destroy;
 mod diff;
 mod init;
 pub mod inputs;
+mod node;
 mod render;
 mod schema;
 mod show;
@@ -59,6 +60,18 @@ pub struct Cli {
     /// Print more detail.
     #[arg(short, long, global = true)]
     pub verbose: bool,
+    /// The kube-aws binary nodes of linux/amd64 run as their agent (default: this
+    /// binary, when it is a linux/amd64 one).
+    #[arg(long, global = true, value_name = "PATH", env = "KUBE_AWS_NODE_BINARY")]
+    pub node_binary: Option<PathBuf>,
+    /// The kube-aws binary for linux/arm64 nodes (Graviton instance types).
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        env = "KUBE_AWS_NODE_BINARY_ARM64"
+    )]
+    pub node_binary_arm64: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -93,6 +106,9 @@ pub enum Command {
     /// The AWS service broker (Open Service Broker API backed by CloudFormation).
     #[command(subcommand)]
     Broker(broker::BrokerCommand),
+    /// The node agent: what runs on every node (bootstrap, plan, drain, CSR approval).
+    #[command(subcommand)]
+    Node(node::NodeCommand),
     /// Print the JSON Schema of cluster.yaml.
     #[command(after_help = "Example:\n  kube-aws schema > cluster.schema.json")]
     Schema,
@@ -120,6 +136,7 @@ pub fn run(cli: Cli) -> ExitCode {
         }
         Command::Update(a) => update::run(&cli, a),
         Command::Broker(c) => broker::run(c),
+        Command::Node(c) => node::run(&cli, c),
         Command::Addons(c) => addons::run(&cli, c),
         Command::Init(args) => init::run(&cli, args),
         Command::Validate(args) => validate::run(&cli, args),

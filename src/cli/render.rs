@@ -229,8 +229,9 @@ fn stack(cli: &Cli, a: &StackArgs) -> Result {
     let model = Model::derive(&cfg);
     let templates = super::inputs::templates(&cli.dir)?;
     let creds = super::inputs::credentials(&cli.dir)?;
+    let binaries = super::inputs::node_binaries(cli)?;
     let started = std::time::Instant::now();
-    let assets = crate::render::render(&cfg, &model, &templates, &creds)?;
+    let assets = crate::render::render(&cfg, &model, &templates, &creds, &binaries)?;
     let elapsed = started.elapsed();
     println!(
         "rendered {} assets in {} ms:",
@@ -239,6 +240,16 @@ fn stack(cli: &Cli, a: &StackArgs) -> Result {
     );
     for a in assets.assets.values() {
         println!("  {:<32} {:>8} bytes  {}", a.name, a.body.len(), a.key);
+    }
+    for b in &assets.binaries {
+        println!(
+            "  node agent {:<21} {:>8} bytes  {}/{} (uploaded by `up` from {})",
+            b.arch,
+            b.size,
+            model.s3_prefix,
+            b.rel_key(),
+            b.path.display()
+        );
     }
     if let Some(dir) = &a.export {
         export(&assets, &model, dir)?;

@@ -28,7 +28,8 @@ pub fn load(cli: &Cli) -> Result<(crate::config::Config, Model, crate::render::A
     let model = Model::derive(&cfg);
     let templates = super::inputs::templates(&cli.dir)?;
     let creds = super::inputs::credentials(&cli.dir)?;
-    let assets = crate::render::render(&cfg, &model, &templates, &creds)?;
+    let binaries = super::inputs::node_binaries(cli)?;
+    let assets = crate::render::render(&cfg, &model, &templates, &creds, &binaries)?;
     Ok((cfg, model, assets))
 }
 

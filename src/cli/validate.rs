@@ -59,7 +59,7 @@ pub fn run(cli: &Cli, args: &ValidateArgs) -> Result {
                 most = most.max(t["Resources"].as_object().map(|r| r.len()).unwrap_or(0));
             }
             Kind::UserDataStub => stub = stub.max(a.body.len()),
-            Kind::CloudConfig | Kind::AddonBundle => {}
+            Kind::CloudConfig | Kind::AddonBundle | Kind::NodeConfig => {}
         }
     }
     println!(

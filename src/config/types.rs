@@ -76,6 +76,40 @@ pub struct Config {
     pub cloudformation: CloudFormation,
     #[serde(default)]
     pub addons: Addons,
+    #[serde(default)]
+    pub cni: Cni,
+}
+
+/// The pod network plugin, installed by the first controller from a pinned upstream
+/// manifest whose sha256 is checked before it is applied.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(deny_unknown_fields)]
+pub struct Cni {
+    /// `calico` (the default; enforces NetworkPolicy, IP-in-IP between nodes).
+    #[serde(default)]
+    pub provider: CniProvider,
+    /// Where to fetch the manifest instead of its upstream release URL, for example a
+    /// mirror inside the VPC. The file must have this sha256.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<CniManifest>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum CniProvider {
+    #[default]
+    Calico,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(deny_unknown_fields)]
+pub struct CniManifest {
+    /// `https://…` (or `http://` on a private mirror) URL of the manifest.
+    pub url: String,
+    /// Hex sha256 of the manifest's bytes.
+    pub sha256: String,
 }
 
 /// An endpoint of the Kubernetes API behind a network load balancer.

@@ -61,7 +61,7 @@ pub async fn prepare_uploads(
             key: a.key.clone(),
             body: a.body.clone(),
             content_type: match a.kind {
-                Kind::Template | Kind::AddonBundle => "application/json",
+                Kind::Template | Kind::AddonBundle | Kind::NodeConfig => "application/json",
                 Kind::CloudConfig | Kind::UserDataStub => "text/cloud-config",
             },
         })
@@ -89,6 +89,32 @@ pub async fn prepare_uploads(
 
 /// Uploads what is missing, with a progress bar. Returns (uploaded, already there).
 pub async fn upload(
+    sdk: &SdkConfig,
+    model: &Model,
+    uploads: Vec<Upload>,
+    binaries: &[render::NodeBinary],
+) -> Result<(usize, usize)> {
+    let (mut sent, mut kept) = (0, 0);
+    for b in binaries {
+        let key = format!("{}/{}", model.s3_prefix, b.rel_key());
+        let started = std::time::Instant::now();
+        if aws::s3::put_file_if_absent(&aws::s3(sdk), &model.s3_bucket, &key, &b.path).await? {
+            eprintln!(
+                "uploaded the {} node agent ({:.1} MB) in {:.1}s",
+                b.arch,
+                b.size as f64 / 1e6,
+                started.elapsed().as_secs_f64()
+            );
+            sent += 1;
+        } else {
+            kept += 1;
+        }
+    }
+    let (s, k) = upload_assets(sdk, model, uploads).await?;
+    Ok((sent + s, kept + k))
+}
+
+async fn upload_assets(
     sdk: &SdkConfig,
     model: &Model,
     uploads: Vec<Upload>,
@@ -203,7 +229,7 @@ pub async fn up(
         println!("KMS: encrypted {} secret(s)", enc.encrypted.len());
     }
     let total = uploads.len();
-    let (sent, kept) = upload(sdk, model, uploads).await?;
+    let (sent, kept) = upload(sdk, model, uploads, &assets.binaries).await?;
     println!(
         "S3: uploaded {sent} of {total} objects to s3://{}/{}/ ({kept} already there)",
         model.s3_bucket, model.s3_prefix
@@ -301,7 +327,7 @@ pub async fn validate_remote(
     cluster_dir: &Path,
 ) -> Result<Vec<(String, Option<String>)>> {
     let (uploads, _) = prepare_uploads(sdk, cfg, model, assets, cluster_dir).await?;
-    upload(sdk, model, uploads).await?;
+    upload(sdk, model, uploads, &assets.binaries).await?;
     let cfn = aws::cloudformation(sdk);
     let base = assets_base_url(sdk, model);
     let mut results = Vec::new();

@@ -396,7 +396,7 @@ pub async fn apply(
         }
     };
     let total = uploads.len();
-    let (sent, kept) = upload(sdk, model, uploads).await?;
+    let (sent, kept) = upload(sdk, model, uploads, &assets.binaries).await?;
     println!("S3: uploaded {sent} changed object(s) of {total} ({kept} already there)");
     let d = desired(sdk, cfg, model);
     let req = cfn

@@ -7,6 +7,7 @@
 //! child stack templates, then the root stack that points at the children by key.
 
 pub mod context;
+pub mod nodeconfig;
 pub mod templates;
 
 use crate::config::Config;
@@ -36,6 +37,8 @@ pub enum Kind {
     UserDataStub,
     /// The add-ons' Kubernetes objects (JSON), applied by the controllers.
     AddonBundle,
+    /// A role's node config (JSON), read by `kube-aws node bootstrap`.
+    NodeConfig,
 }
 
 /// One rendered file.
@@ -55,6 +58,55 @@ pub struct Asset {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AssetSet {
     pub assets: BTreeMap<String, Asset>,
+    /// The node agent binaries the stubs fetch (uploaded from their files by `up`).
+    pub binaries: Vec<NodeBinary>,
+}
+
+/// The kube-aws binary that runs on nodes of one CPU architecture. Its content hash
+/// names its S3 key, so a new kube-aws is a new key, a new stub, and a roll that `diff`
+/// shows; an unchanged one is never uploaded twice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NodeBinary {
+    /// `amd64` or `arm64`.
+    pub arch: String,
+    pub sha256: String,
+    pub size: u64,
+    /// The kube-aws version it reports.
+    pub version: String,
+    /// Where `up` reads it from (not part of the render).
+    #[serde(skip)]
+    pub path: std::path::PathBuf,
+}
+
+impl NodeBinary {
+    /// S3 key relative to the cluster prefix.
+    pub fn rel_key(&self) -> String {
+        format!(
+            "bin/kube-aws-{}-{}-{}",
+            self.version,
+            self.arch,
+            &self.sha256[..HASH_LEN.min(self.sha256.len())]
+        )
+    }
+}
+
+/// The CPU architecture of an EC2 instance type: Graviton families carry a `g` among
+/// the attribute letters after the generation (m7g, c6gn, r7gd, t4g, x2gd), and a1.
+pub fn instance_arch(instance_type: &str) -> &'static str {
+    let family = instance_type.split('.').next().unwrap_or_default();
+    if family == "a1" {
+        return "arm64";
+    }
+    let after_digits = family
+        .trim_start_matches(|c: char| c.is_ascii_alphabetic())
+        .trim_start_matches(|c: char| c.is_ascii_digit());
+    let generation =
+        family.len() > after_digits.len() && family.chars().any(|c| c.is_ascii_digit());
+    if generation && after_digits.contains('g') {
+        "arm64"
+    } else {
+        "amd64"
+    }
 }
 
 impl AssetSet {
@@ -93,6 +145,10 @@ pub enum RenderError {
     Limit(String),
     #[error("credentials/{file} is missing\n  fix: run `kube-aws render credentials` first")]
     MissingCredential { file: String },
+    #[error(
+        "no kube-aws node binary for {arch}, which {who} runs on\n  fix: pass --node-binary-{arch} PATH with a kube-aws built for linux/{arch} (the running binary serves linux/amd64 only when it is one)"
+    )]
+    NoNodeBinary { arch: String, who: String },
 }
 
 /// (credentials file, destination on the node) per role.
@@ -107,16 +163,18 @@ pub const ETCD_SECRETS: &[(&str, &str)] = &[
     ("etcd-peer-key.pem", "/etc/kubernetes/pki/etcd/peer.key"),
     ("etcd-client-key.pem", "/etc/kubernetes/pki/etcd/client.key"),
 ];
+/// What controllers get: the CAs, the service-account key pair and the etcd client
+/// certificate kubeadm points at, and no other certificate. kubeadm signs each
+/// controller's own apiserver, apiserver-kubelet-client and front-proxy-client
+/// certificates from these CAs: it checks an existing certificate against the node's own
+/// name and address, so one pre-generated apiserver.crt would fail every controller but
+/// one ("manual certificate distribution" of
+/// https://kubernetes.io/docs/setup/production-environment/tools/kubeadm/high-availability/,
+/// plus the files `etcd.external` names).
 pub const CONTROLLER_PUBLIC: &[(&str, &str)] = &[
     ("ca.pem", "ca.crt"),
     ("front-proxy-ca.pem", "front-proxy-ca.crt"),
     ("etcd-ca.pem", "etcd/ca.crt"),
-    ("apiserver.pem", "apiserver.crt"),
-    (
-        "apiserver-kubelet-client.pem",
-        "apiserver-kubelet-client.crt",
-    ),
-    ("front-proxy-client.pem", "front-proxy-client.crt"),
     ("apiserver-etcd-client.pem", "apiserver-etcd-client.crt"),
     ("service-account-pub.pem", "sa.pub"),
 ];
@@ -127,15 +185,6 @@ pub const CONTROLLER_SECRETS: &[(&str, &str)] = &[
     (
         "front-proxy-ca-key.pem",
         "/etc/kubernetes/pki/front-proxy-ca.key",
-    ),
-    ("apiserver-key.pem", "/etc/kubernetes/pki/apiserver.key"),
-    (
-        "apiserver-kubelet-client-key.pem",
-        "/etc/kubernetes/pki/apiserver-kubelet-client.key",
-    ),
-    (
-        "front-proxy-client-key.pem",
-        "/etc/kubernetes/pki/front-proxy-client.key",
     ),
     (
         "apiserver-etcd-client-key.pem",
@@ -161,22 +210,22 @@ pub fn secret_key(file: &str, fingerprint: &str) -> String {
 }
 
 #[derive(Serialize)]
-struct PublicFile {
-    dest: String,
-    pem: String,
+pub(crate) struct PublicFile {
+    pub(crate) dest: String,
+    pub(crate) pem: String,
 }
 
 #[derive(Serialize)]
-struct SecretFile {
-    name: String,
-    key: String,
-    dest: String,
+pub(crate) struct SecretFile {
+    pub(crate) name: String,
+    pub(crate) key: String,
+    pub(crate) dest: String,
 }
 
 #[derive(Serialize)]
-struct RoleFiles {
-    public: Vec<PublicFile>,
-    secrets: Vec<SecretFile>,
+pub(crate) struct RoleFiles {
+    pub(crate) public: Vec<PublicFile>,
+    pub(crate) secrets: Vec<SecretFile>,
 }
 
 fn role_files(
@@ -394,12 +443,15 @@ impl Renderer<'_> {
         rel_key
     }
 
-    /// Renders a cloud-config and the stub that fetches it; returns the stub as base64.
+    /// Renders a role's cloud-config and node config and the stub that fetches them with
+    /// the node binary; returns the stub as base64.
     fn cloud_config(
         &mut self,
         role: &str,
         path: &str,
         ctx: &mut tera::Context,
+        node: &crate::node::config::NodeConfig,
+        binary: &NodeBinary,
     ) -> Result<String, RenderError> {
         let text = self.render(path, ctx)?;
         Self::parse_yaml(path, &text)?;
@@ -411,19 +463,42 @@ impl Renderer<'_> {
             text.into_bytes(),
             Kind::CloudConfig,
         );
-        let target = UserdataRef {
-            url: format!("{}/{rel}", self.base_url),
-            key: format!("{}/{rel}", self.prefix),
+        let (base_url, prefix) = (self.base_url.clone(), self.prefix.clone());
+        let reference = |rel: &str, sha: String| UserdataRef {
+            url: format!("{base_url}/{rel}"),
+            key: format!("{prefix}/{rel}"),
             sha256: sha,
         };
+        let target = reference(&rel, sha);
+        let mut node_json = serde_json::to_vec_pretty(node).unwrap_or_default();
+        node_json.push(b'\n');
+        let node_sha = sha256_hex(&node_json);
+        let node_rel = format!("nodeconfig/{role}-{}.json", &node_sha[..HASH_LEN]);
+        self.add(
+            &format!("nodeconfig/{role}"),
+            node_rel.clone(),
+            node_json,
+            Kind::NodeConfig,
+        );
+        let node_ref = reference(&node_rel, node_sha);
+        let bin_ref = reference(&binary.rel_key(), binary.sha256.clone());
         let mut assets = ctx.get("assets").cloned().unwrap_or_default();
         if let Some(o) = assets.as_object_mut() {
             o.insert(
                 "target".into(),
                 serde_json::to_value(&target).unwrap_or_default(),
             );
+            o.insert(
+                "node_config".into(),
+                serde_json::to_value(&node_ref).unwrap_or_default(),
+            );
+            o.insert(
+                "binary".into(),
+                serde_json::to_value(&bin_ref).unwrap_or_default(),
+            );
         }
         ctx.insert("assets", &assets);
+        ctx.insert("binary", binary);
         let stub_path = "userdata/instance-user-data.yaml";
         let stub = self.render(stub_path, ctx)?;
         Self::parse_yaml(stub_path, &stub)?;
@@ -491,7 +566,9 @@ pub fn render(
     model: &Model,
     templates: &Templates,
     creds: &Credentials,
+    binaries: &[NodeBinary],
 ) -> Result<AssetSet, RenderError> {
+    use crate::node::config::Role;
     let mut ctx: Ctx = context::build(cfg, model);
     let prefix = ctx.s3.prefix.clone();
     let mut tera = tera::Tera::default();
@@ -507,6 +584,23 @@ pub fn render(
         base_url: ctx.s3.base_url.clone(),
         out: AssetSet::default(),
     };
+    let bundle = if ctx.addons.enabled {
+        Some(crate::addons::bundle(cfg, creds, &prefix)?)
+    } else {
+        None
+    };
+    // The add-ons' private parts are decrypted by the controllers' add-ons unit.
+    let mut controller_kms: Vec<String> = CONTROLLER_SECRETS
+        .iter()
+        .map(|(f, _)| f.to_string())
+        .collect();
+    for s in bundle.iter().flat_map(|b| &b.secrets) {
+        for f in s.fill.values() {
+            if !controller_kms.contains(&f.file) {
+                controller_kms.push(f.file.clone());
+            }
+        }
+    }
     let lib_sh = templates.get("userdata/lib.sh").to_string();
     let addons_py = templates.get("userdata/addons.py").to_string();
 
@@ -517,23 +611,61 @@ pub fn render(
             message: e.to_string(),
         })?;
         c.insert("lib_sh", &lib_sh);
+        // The secrets each role may decrypt: its KMS permission names exactly these
+        // files in the encryption context, so a worker cannot obtain a CA key.
+        let names = |l: &[(&str, &str)]| l.iter().map(|(f, _)| f.to_string()).collect::<Vec<_>>();
+        c.insert(
+            "role_secrets",
+            &serde_json::json!({
+                "etcd": names(ETCD_SECRETS),
+                "controller": controller_kms,
+                "worker": names(WORKER_SECRETS),
+            }),
+        );
         c.insert("addons_py", &addons_py);
         c.insert("files", files);
         Ok(c)
     };
 
+    let binary_for = |instance_type: &str, who: &str| -> Result<NodeBinary, RenderError> {
+        let arch = instance_arch(instance_type);
+        binaries
+            .iter()
+            .find(|b| b.arch == arch)
+            .cloned()
+            .ok_or_else(|| RenderError::NoNodeBinary {
+                arch: arch.to_string(),
+                who: who.to_string(),
+            })
+    };
+    let mut used: Vec<NodeBinary> = Vec::new();
+    let mut note = |b: &NodeBinary| {
+        if !used.contains(b) {
+            used.push(b.clone());
+        }
+    };
     let etcd_files = role_files(creds, &prefix, ETCD_PUBLIC, ETCD_SECRETS)?;
+    let etcd_bin = binary_for(&cfg.etcd.instance_type, "etcd")?;
+    note(&etcd_bin);
+    let node = nodeconfig::build(cfg, &ctx, Role::Etcd, &etcd_files, None);
     let stub = r.cloud_config(
         "etcd",
         "userdata/cloud-config-etcd.yaml",
         &mut base(&ctx, &etcd_files)?,
+        &node,
+        &etcd_bin,
     )?;
     ctx.assets.stubs.insert("etcd".into(), stub);
     let controller_files = role_files(creds, &prefix, CONTROLLER_PUBLIC, CONTROLLER_SECRETS)?;
+    let controller_bin = binary_for(&cfg.controller.instance_type, "the controllers")?;
+    note(&controller_bin);
+    let node = nodeconfig::build(cfg, &ctx, Role::Controller, &controller_files, None);
     let stub = r.cloud_config(
         "controller",
         "userdata/cloud-config-controller.yaml",
         &mut base(&ctx, &controller_files)?,
+        &node,
+        &controller_bin,
     )?;
     ctx.assets.stubs.insert("controller".into(), stub);
     // Only the root needs the list of pools; every other render gets a context without
@@ -548,7 +680,21 @@ pub fn render(
         let mut c = worker_base.clone();
         c.insert("pool", &ctx.pools[i]);
         let role = format!("worker-{}", ctx.pools[i].name);
-        ctx.pools[i].stub = r.cloud_config(&role, "userdata/cloud-config-worker.yaml", &mut c)?;
+        let pool_type = ctx.pools[i]
+            .mixed
+            .as_ref()
+            .and_then(|m| m.instance_types.first().cloned())
+            .unwrap_or_else(|| ctx.pools[i].instance_type.clone());
+        let bin = binary_for(&pool_type, &format!("pool {}", ctx.pools[i].name))?;
+        note(&bin);
+        let node = nodeconfig::build(cfg, &ctx, Role::Worker, &worker_files, Some(&ctx.pools[i]));
+        ctx.pools[i].stub = r.cloud_config(
+            &role,
+            "userdata/cloud-config-worker.yaml",
+            &mut c,
+            &node,
+            &bin,
+        )?;
     }
 
     let empty = RoleFiles {
@@ -579,8 +725,8 @@ pub fn render(
             .insert(format!("node-pool-{name}"), key.clone());
         ctx.pools[i].template = key;
     }
-    if ctx.addons.enabled {
-        let bundle = crate::addons::bundle(cfg, creds, &prefix)?.to_json();
+    if let Some(bundle) = &bundle {
+        let bundle = bundle.to_json();
         let sha = sha256_hex(&bundle);
         let rel = r.add(
             "addons/bundle",
@@ -603,5 +749,6 @@ pub fn render(
         "stack-templates/root.yaml",
         &base(&ctx, &empty)?,
     )?;
+    r.out.binaries = used;
     Ok(r.out)
 }

@@ -293,6 +293,16 @@ impl FakeApi {
         self.inner.lock().expect("lock").objects.get(path).cloned()
     }
 
+    /// Stores an object as if a client had created it (a Node the kubelet registered).
+    #[allow(dead_code)] // only the boot rehearsal seeds objects
+    pub fn put(&self, path: &str, v: Value) {
+        let mut st = self.inner.lock().expect("lock");
+        st.version += 1;
+        let mut v = v;
+        v["metadata"]["resourceVersion"] = st.version.to_string().into();
+        st.objects.insert(path.to_string(), v);
+    }
+
     pub fn count(&self) -> usize {
         self.inner.lock().expect("lock").objects.len()
     }

@@ -32,8 +32,16 @@ pub fn venv_bin(name: &str) -> PathBuf {
     p
 }
 
+/// The kube-aws binary. Tests that do not boot a node give `up` a small stand-in as
+/// the node agent binary to upload (tests/fixtures/node-agent-standin); the rehearsal
+/// overrides it with the real binary.
 pub fn kube_aws() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_kube-aws"))
+    let mut c = Command::new(env!("CARGO_BIN_EXE_kube-aws"));
+    c.env(
+        "KUBE_AWS_NODE_BINARY",
+        repo().join("tests/fixtures/node-agent-standin"),
+    );
+    c
 }
 
 /// Runs kube-aws with `args` in `dir` and returns its output.

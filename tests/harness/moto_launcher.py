@@ -25,6 +25,12 @@ Bridge 5 (moto 5.2.5): ValidateTemplate runs cfn-lint and answers ValidationErro
 any finding, warnings included (e.g. W3010 on an availability zone), with a garbled
 message. Real ValidateTemplate rejects only invalid templates; this patch keeps only
 cfn-lint errors (rule ids starting with E).
+
+Bridge 6 (moto 5.2.5): CloudFormation SignalResource and Auto Scaling
+CompleteLifecycleAction are not implemented (moto answers "not yet implemented"). Real
+AWS accepts them; this patch accepts them too and appends each call's parameters as one
+JSON line to target/testbed/logs/calls-PORT.jsonl, so the boot rehearsal can assert
+which signal a node sent and when a lifecycle action completed.
 """
 
 import sys
@@ -125,6 +131,40 @@ def _validate_errors_only(template):
 
 
 cfn_models_for_validate.validate_template_cfn_lint = _validate_errors_only
+
+import json
+import os
+import time
+
+from moto.autoscaling.responses import AutoScalingResponse
+from moto.cloudformation.responses import CloudFormationResponse
+
+
+def _record(action, params):
+    port = sys.argv[sys.argv.index("-p") + 1] if "-p" in sys.argv else "0"
+    logs = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "target", "testbed", "logs")
+    logs = os.environ.get("KUBE_AWS_TESTBED_LOGS", logs)
+    os.makedirs(logs, exist_ok=True)
+    with open(os.path.join(logs, f"calls-{port}.jsonl"), "a") as f:
+        f.write(json.dumps({"action": action, "time": time.time(), **params}) + "\n")
+
+
+def _signal_resource(self):
+    _record("SignalResource", {k: self._get_param(k) for k in ("StackName", "LogicalResourceId", "UniqueId", "Status")})
+    return ('<SignalResourceResponse xmlns="http://cloudformation.amazonaws.com/doc/2010-05-15/">'
+            "<ResponseMetadata><RequestId>kube-aws-bridge-6</RequestId></ResponseMetadata></SignalResourceResponse>")
+
+
+def _complete_lifecycle_action(self):
+    _record("CompleteLifecycleAction", {k: self._get_param(k) for k in (
+        "AutoScalingGroupName", "LifecycleHookName", "InstanceId", "LifecycleActionResult")})
+    return ('<CompleteLifecycleActionResponse xmlns="http://autoscaling.amazonaws.com/doc/2011-01-01/">'
+            "<CompleteLifecycleActionResult/><ResponseMetadata><RequestId>kube-aws-bridge-6</RequestId>"
+            "</ResponseMetadata></CompleteLifecycleActionResponse>")
+
+
+CloudFormationResponse.signal_resource = _signal_resource
+AutoScalingResponse.complete_lifecycle_action = _complete_lifecycle_action
 
 if __name__ == "__main__":
     if moto.__version__ != "5.2.5":

@@ -10,8 +10,11 @@ kube-aws-addons script runs as written against the emulator:
 The test points curl at these with a .curlrc (`connect-to`, `insecure`); the script and
 lib.sh are unchanged. Nothing here models AWS behaviour: the answers come from moto.
 
-Usage: node_standin.py MOTO_PORT REGION CERT KEY
-Prints "IMDS_PORT TLS_PORT" once listening; serves until killed.
+Usage: node_standin.py MOTO_PORT REGION CERT KEY [META_JSON]
+META_JSON, when given, is a file of more metadata paths and values (instance id, local
+hostname and address, instance tags, a spot notice...), read again on every request so
+a test can change what the node sees. Prints "IMDS_PORT TLS_PORT" once listening;
+serves until killed.
 """
 
 import asyncio
@@ -35,24 +38,31 @@ META = {
 
 
 class Imds(BaseHTTPRequestHandler):
-    def answer(self, code, body):
+    def answer(self, code, body, ttl=None):
         data = body.encode()
         self.send_response(code)
+        if ttl:
+            # IMDSv2 answers a token with its TTL, which the AWS SDKs require.
+            self.send_header("X-aws-ec2-metadata-token-ttl-seconds", ttl)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
 
     def do_PUT(self):
         if self.path == "/latest/api/token":
-            self.answer(200, "imds-token")
+            self.answer(200, "imds-token", self.headers.get("X-aws-ec2-metadata-token-ttl-seconds", "21600"))
         else:
             self.answer(404, "")
 
     def do_GET(self):
+        meta = dict(META)
+        if len(sys.argv) > 5:
+            with open(sys.argv[5]) as f:
+                meta.update(json.load(f))
         if self.headers.get("X-aws-ec2-metadata-token") != "imds-token":
             self.answer(401, "")
-        elif self.path in META:
-            self.answer(200, META[self.path])
+        elif self.path in meta:
+            self.answer(200, meta[self.path])
         else:
             self.answer(404, "")
 

@@ -1,0 +1,185 @@
+//! The AWS calls a node makes (`kube-aws node …`), with the instance role: KMS Decrypt
+//! of its secrets, CloudFormation SignalResource, and the Auto Scaling lifecycle.
+
+use anyhow::{Result, anyhow};
+use aws_config::SdkConfig;
+use aws_sdk_kms::primitives::Blob;
+
+/// Decrypts a secret under the context it was encrypted with (`{cluster, file}`); the
+/// role's policy allows only the files of its role.
+pub async fn decrypt(sdk: &SdkConfig, blob: Vec<u8>, cluster: &str, file: &str) -> Result<Vec<u8>> {
+    let out = super::kms(sdk)
+        .decrypt()
+        .ciphertext_blob(Blob::new(blob))
+        .encryption_context("cluster", cluster)
+        .encryption_context("file", file)
+        .send()
+        .await
+        .map_err(|e| anyhow!("KMS Decrypt of {file}: {}", super::describe(&e)))?;
+    out.plaintext()
+        .map(|b| b.as_ref().to_vec())
+        .ok_or_else(|| anyhow!("KMS Decrypt of {file} returned no plaintext"))
+}
+
+/// CloudFormation SignalResource: one signal per instance (`UniqueId`). A FAILURE
+/// "causes CloudFormation to immediately fail the stack creation or update"
+/// (https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_SignalResource.html).
+pub async fn signal(
+    sdk: &SdkConfig,
+    stack: &str,
+    resource: &str,
+    instance: &str,
+    success: bool,
+) -> Result<()> {
+    use aws_sdk_cloudformation::types::ResourceSignalStatus;
+    super::cloudformation(sdk)
+        .signal_resource()
+        .stack_name(stack)
+        .logical_resource_id(resource)
+        .unique_id(instance)
+        .status(if success {
+            ResourceSignalStatus::Success
+        } else {
+            ResourceSignalStatus::Failure
+        })
+        .send()
+        .await
+        .map_err(|e| anyhow!("SignalResource {stack}/{resource}: {}", super::describe(&e)))?;
+    Ok(())
+}
+
+/// The auto scaling group an instance belongs to.
+pub async fn instance_group(sdk: &SdkConfig, instance: &str) -> Result<Option<String>> {
+    let out = aws_sdk_autoscaling::Client::new(sdk)
+        .describe_auto_scaling_instances()
+        .instance_ids(instance)
+        .send()
+        .await
+        .map_err(|e| {
+            anyhow!(
+                "DescribeAutoScalingInstances {instance}: {}",
+                super::describe(&e)
+            )
+        })?;
+    Ok(out
+        .auto_scaling_instances()
+        .first()
+        .and_then(|i| i.auto_scaling_group_name())
+        .map(str::to_string))
+}
+
+/// CompleteLifecycleAction CONTINUE: the terminating instance may go.
+pub async fn complete_lifecycle(
+    sdk: &SdkConfig,
+    group: &str,
+    hook: &str,
+    instance: &str,
+) -> Result<()> {
+    aws_sdk_autoscaling::Client::new(sdk)
+        .complete_lifecycle_action()
+        .auto_scaling_group_name(group)
+        .lifecycle_hook_name(hook)
+        .instance_id(instance)
+        .lifecycle_action_result("CONTINUE")
+        .send()
+        .await
+        .map_err(|e| {
+            anyhow!(
+                "CompleteLifecycleAction {group}/{hook}: {}",
+                super::describe(&e)
+            )
+        })?;
+    Ok(())
+}
+
+/// SDK configuration on a node: the region and the instance role's credentials from the
+/// instance metadata service at `imds` (overridable, so tests run the real code), and
+/// the standard endpoint override (`AWS_ENDPOINT_URL`).
+pub async fn sdk_config(region: &str, imds: &str) -> Result<SdkConfig> {
+    use aws_config::retry::RetryConfig;
+    let client = aws_config::imds::Client::builder()
+        .endpoint(imds)
+        .map_err(|e| anyhow!("instance metadata endpoint {imds}: {e}"))?
+        .build();
+    let creds = aws_config::imds::credentials::ImdsCredentialsProvider::builder()
+        .imds_client(client)
+        .build();
+    Ok(aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(region.to_string()))
+        .credentials_provider(creds)
+        .retry_config(
+            RetryConfig::adaptive()
+                .with_max_attempts(super::MAX_ATTEMPTS)
+                .with_initial_backoff(super::INITIAL_BACKOFF)
+                .with_max_backoff(super::MAX_BACKOFF),
+        )
+        .load()
+        .await)
+}
+
+/// The private and public names and addresses EC2 reports for the running instance of
+/// this cluster whose private DNS name is `node`: what a kubelet serving certificate may
+/// name. None when no such instance exists.
+pub async fn instance_addresses(
+    sdk: &SdkConfig,
+    cluster: &str,
+    node: &str,
+) -> Result<Option<crate::node::approve::InstanceAddresses>> {
+    use aws_sdk_ec2::types::Filter;
+    let out = super::ec2(sdk)
+        .describe_instances()
+        .filters(
+            Filter::builder()
+                .name("private-dns-name")
+                .values(node)
+                .build(),
+        )
+        .filters(
+            Filter::builder()
+                .name(format!("tag:kubernetes.io/cluster/{cluster}"))
+                .values("owned")
+                .values("shared")
+                .build(),
+        )
+        .filters(
+            Filter::builder()
+                .name("instance-state-name")
+                .values("running")
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| anyhow!("DescribeInstances {node}: {}", super::describe(&e)))?;
+    let Some(i) = out.reservations().iter().flat_map(|r| r.instances()).next() else {
+        return Ok(None);
+    };
+    let mut a = crate::node::approve::InstanceAddresses::default();
+    for d in [i.private_dns_name(), i.public_dns_name()]
+        .into_iter()
+        .flatten()
+    {
+        if !d.is_empty() {
+            a.dns.push(d.to_string());
+        }
+    }
+    for ni in i.network_interfaces() {
+        for p in ni.private_ip_addresses() {
+            if let Some(ip) = p.private_ip_address().and_then(|s| s.parse().ok()) {
+                a.ips.push(ip);
+            }
+            if let Some(ip) = p
+                .association()
+                .and_then(|x| x.public_ip())
+                .and_then(|s| s.parse().ok())
+            {
+                a.ips.push(ip);
+            }
+        }
+    }
+    if let Some(ip) = i.private_ip_address().and_then(|s| s.parse().ok())
+        && !a.ips.contains(&ip)
+    {
+        a.ips.push(ip);
+    }
+    Ok(Some(a))
+}

@@ -1,0 +1,174 @@
+//! The node agent's long-running duties, run by systemd units the cloud-configs define:
+//! `kube-aws node approve-csrs` on the controllers and `kube-aws node watch` (the
+//! drainer) on the workers.
+
+use super::agent::Agent;
+use super::approve;
+use super::drain::{self, Trigger};
+use super::plan;
+use anyhow::{Context, Result, anyhow, bail};
+use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, EvictParams, ListParams, Patch, PatchParams};
+use std::time::{Duration, Instant};
+
+impl Agent {
+    /// One pass over the pending kubelet-serving CSRs: approve what `approve::check`
+    /// accepts, log the rest (a refused request stays pending; the kubelet retries).
+    pub async fn approve_pending(&self, kubeconfig: &str) -> Result<(usize, usize)> {
+        let (client, _) = crate::deploy::addons::client(&self.path(kubeconfig), None).await?;
+        let api: Api<CertificateSigningRequest> = Api::all(client);
+        let list = api
+            .list(&ListParams::default())
+            .await
+            .context("listing CSRs")?;
+        let (mut approved, mut refused) = (0, 0);
+        for csr in list.items {
+            let v = serde_json::to_value(&csr)?;
+            let decided = v
+                .pointer("/status/conditions")
+                .and_then(|c| c.as_array())
+                .is_some_and(|c| !c.is_empty());
+            let (Some(node), false) = (approve::node_of(&v), decided) else {
+                continue;
+            };
+            let name = csr.metadata.name.clone().unwrap_or_default();
+            let verdict =
+                match crate::aws::node::instance_addresses(&self.sdk, &self.cfg.cluster, &node)
+                    .await?
+                {
+                    None => Err(format!(
+                        "no running instance of cluster {} is named {node}",
+                        self.cfg.cluster
+                    )),
+                    Some(a) => approve::check(&v, &node, &a),
+                };
+            match verdict {
+                Ok(()) => {
+                    let patch = serde_json::json!({"status": {"conditions": [{
+                        "type": "Approved", "status": "True", "reason": "KubeAwsApproved",
+                        "message": "kube-aws: the names and addresses are the node's own instance's"}]}});
+                    api.patch_approval(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                        .await
+                        .with_context(|| format!("approving {name}"))?;
+                    println!("approved {name} for {node}");
+                    approved += 1;
+                }
+                Err(why) => {
+                    println!("not approving {name} for {node}: {why}");
+                    refused += 1;
+                }
+            }
+        }
+        Ok((approved, refused))
+    }
+
+    pub async fn approve_loop(&self, every: Duration) -> Result<()> {
+        loop {
+            if let Err(e) = self.approve_pending(plan::ADMIN_KUBECONFIG).await {
+                eprintln!("approve-csrs: {e:#}");
+            }
+            tokio::time::sleep(every).await;
+        }
+    }
+
+    /// Cordons this node and evicts its pods (PodDisruptionBudgets respected), until
+    /// they are gone or `timeout` passes. Returns how many pods were evicted.
+    pub async fn drain(&self, kubeconfig: &str, timeout: Duration) -> Result<usize> {
+        let (client, _) = crate::deploy::addons::client(&self.path(kubeconfig), None).await?;
+        let node = &self.me.node_name;
+        let nodes: Api<Node> = Api::all(client.clone());
+        nodes
+            .patch(
+                node,
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"spec": {"unschedulable": true}})),
+            )
+            .await
+            .with_context(|| format!("cordoning {node}"))?;
+        println!("cordoned {node}");
+        let pods: Api<Pod> = Api::all(client.clone());
+        let lp = ListParams::default().fields(&format!("spec.nodeName={node}"));
+        let deadline = Instant::now() + timeout;
+        let mut evicted = 0;
+        loop {
+            let list = pods.list(&lp).await.context("listing the node's pods")?;
+            let values: Vec<serde_json::Value> = list
+                .items
+                .iter()
+                .filter_map(|p| serde_json::to_value(p).ok())
+                .collect();
+            let todo = drain::evictable(&values);
+            if todo.is_empty() {
+                println!("drained {node}: {evicted} pods evicted");
+                return Ok(evicted);
+            }
+            for (ns, name) in &todo {
+                let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+                match api.evict(name, &EvictParams::default()).await {
+                    Ok(_) => {
+                        evicted += 1;
+                        println!("evicted {ns}/{name}");
+                    }
+                    Err(kube::Error::Api(s)) if s.code == 404 => {}
+                    // 429: a PodDisruptionBudget does not allow it yet.
+                    Err(kube::Error::Api(s)) if s.code == 429 => {
+                        println!("{ns}/{name}: {} (will retry)", s.message);
+                    }
+                    Err(e) => eprintln!("evicting {ns}/{name}: {e}"),
+                }
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{} pods still on {node} after {}s",
+                    todo.len(),
+                    timeout.as_secs()
+                );
+            }
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+    }
+
+    /// Polls the metadata service; on a spot notice or the lifecycle state Terminated,
+    /// drains, and (lifecycle) completes the action only after the drain, so Auto
+    /// Scaling terminates the instance only then. `once`: one poll (tests, debugging).
+    pub async fn watch(&self, every: Duration, once: bool) -> Result<Option<Trigger>> {
+        let Some(d) = self.cfg.kubernetes.as_ref().and_then(|k| k.drain.clone()) else {
+            bail!("this node config has no drain section: `kube-aws node watch` runs on workers");
+        };
+        loop {
+            let spot = self.imds.get("meta-data/spot/instance-action").await?;
+            let state = self
+                .imds
+                .get("meta-data/autoscaling/target-lifecycle-state")
+                .await?;
+            if let Some(t) = drain::trigger(spot.as_deref(), state.as_deref()) {
+                println!("{t:?}: draining {}", self.me.node_name);
+                let timeout = Duration::from_secs(d.timeout_seconds);
+                if let Err(e) = self.drain(plan::KUBELET_KUBECONFIG, timeout).await {
+                    eprintln!("drain did not finish: {e:#}");
+                }
+                if t == Trigger::Terminating {
+                    let group = crate::aws::node::instance_group(&self.sdk, &self.me.instance_id)
+                        .await?
+                        .ok_or_else(|| {
+                            anyhow!("{} is in no auto scaling group", self.me.instance_id)
+                        })?;
+                    crate::aws::node::complete_lifecycle(
+                        &self.sdk,
+                        &group,
+                        &d.lifecycle_hook,
+                        &self.me.instance_id,
+                    )
+                    .await?;
+                    println!("lifecycle action {} of {group} completed", d.lifecycle_hook);
+                }
+                return Ok(Some(t));
+            }
+            if once {
+                return Ok(None);
+            }
+            tokio::time::sleep(every).await;
+        }
+    }
+}
