@@ -437,13 +437,15 @@ fn matrix() -> Vec<(
                 set(v, &["addons", "serviceCatalog", "enabled"], y("true"));
                 set(v, &["addons", "awsServiceBroker", "enabled"], y("true"));
             },
-            &["root", "addons"],
+            // control-plane: the controller role's KMS permission names each file it may
+            // decrypt, and the add-ons' private keys join that list (no node rolls).
+            &["root", "addons", "control-plane"],
             &[],
         ),
         (
             "Service Catalog alone",
             |v| set(v, &["addons", "serviceCatalog", "enabled"], y("true")),
-            &["root", "addons"],
+            &["root", "addons", "control-plane"],
             &[],
         ),
         // Determinism: edits that change nothing deployed.
