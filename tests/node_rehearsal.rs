@@ -309,16 +309,29 @@ struct Node {
 }
 
 fn node(bed: &Bed, kill: &mut Kill, id: &str, ip: &str, resource: &str) -> Node {
-    let name = format!("ip-{}.ec2.internal", ip.replace('.', "-"));
+    node_with(bed, kill, id, ip, resource, json!({}))
+}
+
+/// A node whose metadata adds `extra` (path under meta-data/ → value).
+fn node_with(bed: &Bed, kill: &mut Kill, id: &str, ip: &str, resource: &str, extra: Value) -> Node {
+    let name = extra
+        .get("local-hostname")
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("ip-{}.ec2.internal", ip.replace('.', "-")));
     let root = bed.dir.path().join(id);
     std::fs::create_dir_all(&root).expect("root");
     let meta = root.join("meta.json");
     let m = "/latest/meta-data/";
-    std::fs::write(&meta, json!({
+    let mut md = json!({
         format!("{m}instance-id"): id, format!("{m}local-hostname"): name, format!("{m}local-ipv4"): ip,
         format!("{m}tags/instance/kube-aws:signal-stack"): "demo-stack",
         format!("{m}tags/instance/kube-aws:signal-resource"): resource,
-    }).to_string()).expect("meta");
+    });
+    for (k, v) in extra.as_object().expect("object") {
+        md[format!("{m}{k}")] = v.clone();
+    }
+    std::fs::write(&meta, md.to_string()).expect("meta");
     let mut child = Command::new(common::venv_bin("python"))
         .arg(common::repo().join("tests/harness/node_standin.py"))
         .arg(bed.moto.port.to_string())
@@ -379,9 +392,14 @@ fn run_stub(bed: &Bed, n: &Node, role: &str) -> Duration {
     started.elapsed()
 }
 
-fn bootstrap(bed: &Bed, n: &Node, fail: Option<&str>) -> Child {
+/// The fetched binary as a node runs it: `kube-aws node ARGS` under the node's root, its
+/// metadata from its IMDS stand-in, AWS through the SDK (credentials from IMDS, none in
+/// the environment), the node's commands from the stand-ins.
+fn agent(bed: &Bed, n: &Node, args: &[&str], fail: Option<&str>) -> Command {
     let mut c = Command::new(n.root.join("opt/kube-aws/bin/kube-aws"));
-    c.args(["node", "bootstrap", "--root"])
+    c.arg("node")
+        .args(args)
+        .arg("--root")
         .arg(&n.root)
         .args(["--imds-endpoint", &format!("http://127.0.0.1:{}", n.imds)])
         .args([
@@ -399,7 +417,13 @@ fn bootstrap(bed: &Bed, n: &Node, fail: Option<&str>) -> Child {
     if let Some(f) = fail {
         c.env("STANDIN_FAIL", f);
     }
-    c.spawn().expect("node bootstrap")
+    c
+}
+
+fn bootstrap(bed: &Bed, n: &Node, fail: Option<&str>) -> Child {
+    agent(bed, n, &["bootstrap"], fail)
+        .spawn()
+        .expect("node bootstrap")
 }
 
 fn calls(bed: &Bed) -> Vec<Value> {
@@ -414,6 +438,7 @@ fn phases(stdout: &str) -> Vec<String> {
     let mut v: Vec<String> = Vec::new();
     for l in stdout.lines() {
         if let Some(p) = l.strip_prefix("==> ").and_then(|r| r.split(':').next())
+            && !p.starts_with("done")
             && v.last().map(String::as_str) != Some(p)
         {
             v.push(p.to_string());
@@ -509,7 +534,7 @@ fn nodes_boot_in_order_one_controller_inits_and_failures_signal_at_once() {
         assert_eq!(
             phases(&text(&o.stdout)),
             [
-                "secrets", "runtime", "kubeadm", "cni", "services", "signal", "done in"
+                "secrets", "runtime", "kubeadm", "cni", "ready", "services", "signal"
             ]
             .map(String::from),
             "{}",
@@ -610,7 +635,7 @@ fn nodes_boot_in_order_one_controller_inits_and_failures_signal_at_once() {
     assert_eq!(
         phases(&text(&ow.stdout)),
         [
-            "secrets", "runtime", "kubeadm", "ready", "services", "signal", "done in"
+            "secrets", "runtime", "kubeadm", "ready", "services", "signal"
         ]
         .map(String::from)
     );
@@ -672,5 +697,300 @@ fn nodes_boot_in_order_one_controller_inits_and_failures_signal_at_once() {
             took.as_secs_f64()
         );
     }
+
+    // A CNI manifest that is not the pinned one is refused before anything is applied.
+    std::fs::write(bed.dir.path().join("www/calico.yaml"), "kind: Tampered\n").expect("tamper");
+    let c3 = node(
+        &bed,
+        &mut kill,
+        "i-00000000000000c03",
+        "10.0.3.30",
+        "ControllerGroup",
+    );
+    run_stub(&bed, &c3, "controller");
+    let t = Instant::now();
+    let o = bootstrap(&bed, &c3, None).wait_with_output().expect("c3");
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("refusing to apply it"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert_eq!(signal_of(&bed, &c3.id), ["FAILURE"]);
+    eprintln!(
+        "rehearsal: a tampered CNI manifest → FAILURE in {:.2}s",
+        t.elapsed().as_secs_f64()
+    );
+
+    // A node that never becomes Ready fails when its wait runs out.
+    let r = node(
+        &bed,
+        &mut kill,
+        "i-00000000000000r01",
+        "10.0.4.10",
+        "WorkerGroup",
+    );
+    run_stub(&bed, &r, "worker-general");
+    let t = Instant::now();
+    let o = agent(&bed, &r, &["bootstrap", "--ready-timeout", "3"], None)
+        .output()
+        .expect("r");
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("was not Ready within 3s"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert_eq!(signal_of(&bed, &r.id), ["FAILURE"]);
+    assert!(t.elapsed() < Duration::from_secs(30));
+    eprintln!(
+        "rehearsal: never Ready (3 s wait) → FAILURE in {:.2}s",
+        t.elapsed().as_secs_f64()
+    );
+
+    // An etcd member: its data disk, the static pod, healthy through its client
+    // certificate (the real etcd above stands for the one kubelet would start).
+    let e = node_with(
+        &bed,
+        &mut kill,
+        "i-00000000000000e00",
+        "10.0.5.10",
+        "Etcd0",
+        json!({"tags/instance/kube-aws:etcd-member": "etcd-0"}),
+    );
+    run_stub(&bed, &e, "etcd");
+    let o = bootstrap(&bed, &e, None).wait_with_output().expect("etcd");
+    assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
+    assert_eq!(
+        phases(&text(&o.stdout)),
+        ["secrets", "volume", "runtime", "etcd", "signal"].map(String::from)
+    );
+    let elog = std::fs::read_to_string(&e.log).expect("etcd log");
+    for want in [
+        "lsblk --json",
+        "mkfs.ext4 -q -L etcd-data /dev/nvme1n1",
+        "mount /var/lib/etcd",
+        "systemctl enable --now kubelet",
+        "kubelet=1.34.*",
+    ] {
+        assert!(elog.contains(want), "{want}: {elog}");
+    }
+    let pod = std::fs::read_to_string(e.root.join("etc/kubernetes/manifests/etcd.yaml"))
+        .expect("static pod");
+    assert!(
+        pod.contains("--name=etcd-0") && pod.contains("--client-cert-auth=true"),
+        "{pod}"
+    );
+    assert!(
+        std::fs::read_to_string(e.root.join("etc/fstab"))
+            .expect("fstab")
+            .contains("LABEL=etcd-data /var/lib/etcd ext4")
+    );
+    assert_eq!(signal_of(&bed, &e.id), ["SUCCESS"]);
+
+    // Draining: an instance of the worker group that Auto Scaling is terminating. The
+    // kubelet and the drainer use the same name (the private DNS name).
+    let (wid, wdns, wip) = rt.block_on(worker_instance(&bed));
+    let d = node_with(
+        &bed,
+        &mut kill,
+        &wid,
+        &wip,
+        "WorkerGroup",
+        json!({"local-hostname": wdns, "autoscaling/target-lifecycle-state": "InService"}),
+    );
+    fake.put(&format!("/api/v1/nodes/{wdns}"), node_obj(&wdns, "True"));
+    run_stub(&bed, &d, "worker-general");
+    let o = bootstrap(&bed, &d, None).wait_with_output().expect("d");
+    assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
+    let dj = std::fs::read_dir(format!("{}.d", d.log.display()))
+        .expect("kept")
+        .next()
+        .expect("one")
+        .expect("e")
+        .path();
+    assert!(
+        std::fs::read_to_string(dj)
+            .expect("join")
+            .contains(&format!("name: {wdns}"))
+    );
+    let pod = |ns: &str, name: &str, node: &str, meta: Value| {
+        let mut m = json!({"name": name, "namespace": ns});
+        for (k, v) in meta.as_object().expect("meta") {
+            m[k] = v.clone();
+        }
+        fake.put(&format!("/api/v1/namespaces/{ns}/pods/{name}"),
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": m, "spec": {"nodeName": node, "containers": []}}));
+    };
+    pod(
+        "apps",
+        "web",
+        &wdns,
+        json!({"ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-1", "uid": "u1", "controller": true}],
+        "annotations": {"test.kube-aws/pdb-blocks": "1"}}),
+    );
+    pod(
+        "kube-system",
+        "calico-node-x",
+        &wdns,
+        json!({"ownerReferences": [{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "calico-node", "uid": "u2", "controller": true}]}),
+    );
+    pod(
+        "kube-system",
+        "static-x",
+        &wdns,
+        json!({"annotations": {"kubernetes.io/config.mirror": "abc"}}),
+    );
+    pod("apps", "elsewhere", "ip-10-9-9-9.ec2.internal", json!({}));
+    let o = agent(&bed, &d, &["watch", "--once"], None)
+        .output()
+        .expect("watch");
+    assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
+    assert!(
+        text(&o.stdout).contains("no interruption notice"),
+        "{}",
+        text(&o.stdout)
+    );
+    let meta = d.root.join("meta.json");
+    let mut m: Value =
+        serde_json::from_str(&std::fs::read_to_string(&meta).expect("meta")).expect("json");
+    m["/latest/meta-data/autoscaling/target-lifecycle-state"] = json!("Terminated");
+    std::fs::write(&meta, m.to_string()).expect("meta");
+    let t0 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64();
+    let o = agent(&bed, &d, &["watch", "--once"], None)
+        .output()
+        .expect("watch");
+    let out = text(&o.stdout);
+    assert!(o.status.success(), "{out}{}", text(&o.stderr));
+    let (evicted, completed) = (
+        out.find("evicted apps/web").expect(&out),
+        out.find("lifecycle action kube-aws-drain").expect(&out),
+    );
+    assert!(
+        out.contains(&format!("cordoned {wdns}")) && evicted < completed,
+        "{out}"
+    );
+    assert_eq!(
+        fake.object(&format!("/api/v1/nodes/{wdns}")).expect("node")["spec"]["unschedulable"],
+        true
+    );
+    assert!(fake.object("/api/v1/namespaces/apps/pods/web").is_none());
+    for kept in [
+        "kube-system/pods/calico-node-x",
+        "kube-system/pods/static-x",
+        "apps/pods/elsewhere",
+    ] {
+        assert!(
+            fake.object(&format!("/api/v1/namespaces/{kept}")).is_some(),
+            "{kept}"
+        );
+    }
+    let done: Vec<Value> = calls(&bed)
+        .into_iter()
+        .filter(|c| c["action"] == "CompleteLifecycleAction")
+        .collect();
+    assert_eq!(done.len(), 1, "{done:?}");
+    assert_eq!(
+        (
+            done[0]["InstanceId"].as_str(),
+            done[0]["LifecycleHookName"].as_str(),
+            done[0]["LifecycleActionResult"].as_str()
+        ),
+        (Some(wid.as_str()), Some("kube-aws-drain"), Some("CONTINUE"))
+    );
+    // The budget refused the first eviction: the action came only after the retry.
+    assert!(
+        done[0]["time"].as_f64().expect("time") - t0 >= 4.5,
+        "{done:?}"
+    );
+
+    // Kubelet serving certificates: approved only for the instance's own addresses.
+    let csr = |name: &str, node: &str, ips: &[&str]| {
+        let mut p = rcgen::CertificateParams::default();
+        p.distinguished_name = rcgen::DistinguishedName::new();
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, format!("system:node:{node}"));
+        p.distinguished_name
+            .push(rcgen::DnType::OrganizationName, "system:nodes");
+        let mut sans = vec![rcgen::SanType::DnsName(node.try_into().expect("dns"))];
+        sans.extend(
+            ips.iter()
+                .map(|i| rcgen::SanType::IpAddress(i.parse().expect("ip"))),
+        );
+        p.subject_alt_names = sans;
+        let key = rcgen::KeyPair::generate().expect("key");
+        let pem = p.serialize_request(&key).expect("csr").pem().expect("pem");
+        fake.put(&format!("/apis/certificates.k8s.io/v1/certificatesigningrequests/{name}"), json!({
+            "apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest", "metadata": {"name": name},
+            "spec": {"signerName": "kubernetes.io/kubelet-serving", "username": format!("system:node:{node}"),
+                "groups": ["system:nodes", "system:authenticated"], "usages": ["digital signature", "server auth"],
+                "request": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, pem)}}));
+    };
+    csr("csr-own", &wdns, &[&wip]);
+    csr("csr-foreign-ip", &wdns, &[&wip, "10.9.9.9"]);
+    csr("csr-no-instance", "ip-10-9-9-9.ec2.internal", &["10.9.9.9"]);
+    let o = agent(&bed, &a, &["approve-csrs", "--once"], None)
+        .output()
+        .expect("approve");
+    assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
+    assert!(
+        text(&o.stdout).contains("1 approved, 2 refused"),
+        "{}",
+        text(&o.stdout)
+    );
+    let state = |n: &str| {
+        fake.object(&format!(
+            "/apis/certificates.k8s.io/v1/certificatesigningrequests/{n}"
+        ))
+        .expect("csr")["status"]["conditions"][0]["type"]
+            .clone()
+    };
+    assert_eq!(state("csr-own"), "Approved");
+    assert_eq!(state("csr-foreign-ip"), Value::Null);
+    assert_eq!(state("csr-no-instance"), Value::Null);
     drop(kill);
+}
+
+fn signal_of(bed: &Bed, id: &str) -> Vec<String> {
+    calls(bed)
+        .into_iter()
+        .filter(|c| c["action"] == "SignalResource" && c["UniqueId"] == id)
+        .map(|c| c["Status"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// An instance moto launched for the worker pool's group: (id, private DNS name, IP).
+async fn worker_instance(bed: &Bed) -> (String, String, String) {
+    let sdk = bed.moto.sdk_config().await;
+    let asg = aws_sdk_autoscaling::Client::new(&sdk);
+    let out = asg
+        .describe_auto_scaling_instances()
+        .send()
+        .await
+        .expect("asg instances");
+    let id = out
+        .auto_scaling_instances()
+        .iter()
+        .find(|i| {
+            i.auto_scaling_group_name()
+                .is_some_and(|g| g.contains("WorkerGroup"))
+        })
+        .and_then(|i| i.instance_id())
+        .expect("a worker instance")
+        .to_string();
+    let ec2 = kube_aws::aws::ec2(&sdk)
+        .describe_instances()
+        .instance_ids(&id)
+        .send()
+        .await
+        .expect("instance");
+    let i = ec2.reservations()[0].instances()[0].clone();
+    (
+        id,
+        i.private_dns_name().expect("dns").to_string(),
+        i.private_ip_address().expect("ip").to_string(),
+    )
 }

@@ -54,9 +54,14 @@ pub struct NodeArgs {
     /// The instance metadata service.
     #[arg(long, default_value = crate::node::imds::DEFAULT_ENDPOINT, env = "KUBE_AWS_IMDS_ENDPOINT", value_name = "URL")]
     pub imds_endpoint: String,
-    /// Resolve HOST to ADDR:PORT in the agent's own HTTPS clients (like curl --resolve).
+    /// Resolve HOST to ADDR in the agent's own HTTPS clients (like curl --resolve; the
+    /// port is the URL's, so ADDR's is ignored).
     #[arg(long, value_name = "HOST=ADDR:PORT")]
     pub resolve: Vec<String>,
+    /// Seconds to wait for the init lock, Ready or etcd health (default: the node
+    /// config's, 600).
+    #[arg(long, value_name = "SECONDS")]
+    pub ready_timeout: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -113,7 +118,11 @@ fn options(a: &NodeArgs) -> Result<Options> {
 }
 
 async fn agent(a: &NodeArgs) -> Result<Agent> {
-    let cfg = agent::read_config(&a.root.join(a.config.strip_prefix("/").unwrap_or(&a.config)))?;
+    let mut cfg =
+        agent::read_config(&a.root.join(a.config.strip_prefix("/").unwrap_or(&a.config)))?;
+    if let Some(t) = a.ready_timeout {
+        cfg.ready_timeout_seconds = t;
+    }
     Agent::new(cfg, options(a)?).await
 }
 

@@ -62,6 +62,26 @@ fn status(code: u16, reason: &str, message: &str) -> Response {
         .into_response()
 }
 
+fn merge(target: &mut Value, patch: &Value) {
+    match patch {
+        Value::Object(p) => {
+            if !target.is_object() {
+                *target = json!({});
+            }
+            for (k, v) in p {
+                if v.is_null() {
+                    if let Some(o) = target.as_object_mut() {
+                        o.remove(k);
+                    }
+                } else {
+                    merge(&mut target[k], v);
+                }
+            }
+        }
+        other => *target = other.clone(),
+    }
+}
+
 fn without_server_fields(v: &Value) -> Value {
     let mut v = v.clone();
     if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -170,6 +190,84 @@ fn respond(
                 "metadata": {"resourceVersion": st.version.to_string()}, "items": items}))
             .into_response(),
         );
+    }
+    // A list of a core kind, cluster-wide, optionally with `fieldSelector=spec.nodeName=X`
+    // (pods of a node, as the drainer asks) — the list conventions of
+    // https://kubernetes.io/docs/reference/using-api/api-concepts/#collections.
+    if method == Method::GET && rest.len() == 1 && !query.contains("watch=true") {
+        let plural = rest[0];
+        let node = query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("fieldSelector=spec.nodeName%3D"))
+            .map(str::to_string);
+        let items: Vec<Value> = st
+            .objects
+            .iter()
+            .filter(|(p, _)| p.split('/').nth_back(1) == Some(plural))
+            .filter(|(_, v)| node.as_deref().is_none_or(|n| v["spec"]["nodeName"] == n))
+            .map(|(_, v)| v.clone())
+            .collect();
+        return Some(
+            axum::Json(json!({"kind": "List", "apiVersion": "v1",
+                "metadata": {"resourceVersion": st.version.to_string()}, "items": items}))
+            .into_response(),
+        );
+    }
+    // Eviction: a pod with no PodDisruptionBudget in the way is deleted, answered 201
+    // (https://kubernetes.io/docs/concepts/scheduling-eviction/api-eviction/). A pod whose
+    // annotation `test.kube-aws/pdb-blocks` counts down is refused with 429 until it
+    // reaches 0, as a budget that does not yet allow the disruption.
+    if method == Method::POST
+        && let ["namespaces", ns, "pods", name, "eviction"] = rest.as_slice()
+    {
+        let key = format!("/api/v1/namespaces/{ns}/pods/{name}");
+        let Some(mut pod) = st.objects.get(&key).cloned() else {
+            return Some(status(
+                404,
+                "NotFound",
+                &format!("pods \"{name}\" not found"),
+            ));
+        };
+        let blocks = pod["metadata"]["annotations"]["test.kube-aws/pdb-blocks"]
+            .as_str()
+            .and_then(|b| b.parse::<u32>().ok())
+            .unwrap_or(0);
+        if blocks > 0 {
+            pod["metadata"]["annotations"]["test.kube-aws/pdb-blocks"] =
+                (blocks - 1).to_string().into();
+            st.objects.insert(key, pod);
+            return Some(status(
+                429,
+                "TooManyRequests",
+                "Cannot evict pod as it would violate the pod's disruption budget.",
+            ));
+        }
+        st.objects.remove(&key);
+        st.version += 1;
+        return Some(
+            (
+                StatusCode::CREATED,
+                axum::Json(json!({"kind": "Status", "apiVersion": "v1",
+                "metadata": {}, "status": "Success", "code": 201})),
+            )
+                .into_response(),
+        );
+    }
+    // JSON merge patch (RFC 7386) of a stored object, and of a CSR's approval
+    // subresource (conditions are stored in status).
+    if method == Method::PATCH && content_type == "application/merge-patch+json" {
+        let key = path.trim_end_matches("/approval").to_string();
+        let Some(mut obj) = st.objects.get(&key).cloned() else {
+            return Some(status(404, "NotFound", &format!("{key} not found")));
+        };
+        let Ok(patch) = serde_json::from_slice::<Value>(body) else {
+            return Some(status(400, "BadRequest", "not JSON"));
+        };
+        merge(&mut obj, &patch);
+        st.version += 1;
+        obj["metadata"]["resourceVersion"] = st.version.to_string().into();
+        st.objects.insert(key, obj.clone());
+        return Some(axum::Json(obj).into_response());
     }
     // Namespaced objects need their namespace, as in Kubernetes.
     if let ["namespaces", ns, _, ..] = rest.as_slice()
