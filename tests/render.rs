@@ -513,3 +513,172 @@ fn render_stack_copies_keeps_edits_diffs_and_exports() {
     let d = common::text(&common::run_in(dir.path(), &["render", "stack", "--diff"]).stdout);
     assert!(d.contains("0 of 12 files differ"), "{d}");
 }
+
+/// What every example must get right for a cluster to come up (the boot issue's
+/// rendered invariants): no pre-generated API server certificate reaches a node; the
+/// controllers apply a pinned CNI, the cloud-controller-manager and the EBS CSI driver;
+/// no API target group hairpins; each role decrypts only its own files; workers and etcd
+/// members never see a CA key.
+#[test]
+fn every_example_renders_a_cluster_that_can_boot() {
+    for ex in EXAMPLES {
+        let a = render_cfg(&example(ex));
+        let node = |n: &str| -> serde_json::Value {
+            serde_json::from_slice(&a.assets[&format!("nodeconfig/{n}")].body).expect("json")
+        };
+        let controller = node("controller");
+        let files: Vec<&str> = controller["files"]
+            .as_array()
+            .expect("files")
+            .iter()
+            .filter_map(|f| f["path"].as_str())
+            .chain(
+                controller["secrets"]
+                    .as_array()
+                    .expect("secrets")
+                    .iter()
+                    .filter_map(|f| f["path"].as_str()),
+            )
+            .collect();
+        for never in [
+            "apiserver.crt",
+            "apiserver.key",
+            "apiserver-kubelet-client",
+            "front-proxy-client",
+            "etcd/ca.key",
+        ] {
+            assert!(
+                !files.iter().any(|f| f.contains(never)),
+                "{ex}: {never} reaches a controller: {files:?}"
+            );
+        }
+        let add = &controller["kubernetes"]["clusterAddons"];
+        assert_eq!(add["cni"]["name"], "calico", "{ex}");
+        assert_eq!(
+            add["cni"]["sha256"].as_str().map(str::len),
+            Some(64),
+            "{ex}"
+        );
+        let objects: Vec<String> = add["objects"]
+            .as_array()
+            .expect("objects")
+            .iter()
+            .map(|o| {
+                format!(
+                    "{}/{}",
+                    o["kind"].as_str().unwrap_or(""),
+                    o["metadata"]["name"].as_str().unwrap_or("")
+                )
+            })
+            .collect();
+        for want in [
+            "DaemonSet/aws-cloud-controller-manager",
+            "CSIDriver/ebs.csi.aws.com",
+            "Deployment/ebs-csi-controller",
+            "DaemonSet/ebs-csi-node",
+            "StorageClass/gp3-encrypted",
+            "ClusterRoleBinding/kube-aws:node-drainer",
+        ] {
+            assert!(
+                objects.iter().any(|o| o == want),
+                "{ex}: {want} missing from {objects:?}"
+            );
+        }
+        for (name, asset) in a
+            .assets
+            .iter()
+            .filter(|(n, _)| n.starts_with("nodeconfig/"))
+        {
+            let v: serde_json::Value = serde_json::from_slice(&asset.body).expect("json");
+            if v["role"] != "controller" {
+                assert!(
+                    v["secrets"]
+                        .as_array()
+                        .expect("secrets")
+                        .iter()
+                        .all(|s| !s["name"].as_str().unwrap_or("").contains("ca-key")),
+                    "{ex}: {name}"
+                );
+            }
+            let registration = v.pointer("/kubernetes/controlPlaneEndpoint");
+            if v["role"] != "etcd" {
+                assert!(registration.is_some(), "{ex}: {name}");
+            }
+        }
+        let cp: serde_json::Value =
+            serde_json::from_slice(&a.assets["stack/control-plane"].body).expect("json");
+        let mut groups = 0;
+        for (id, r) in cp["Resources"].as_object().expect("resources") {
+            if r["Type"] == "AWS::ElasticLoadBalancingV2::TargetGroup" {
+                groups += 1;
+                let attrs = r["Properties"]["TargetGroupAttributes"]
+                    .as_array()
+                    .expect("attributes");
+                assert!(
+                    attrs
+                        .iter()
+                        .any(|x| x["Key"] == "preserve_client_ip.enabled" && x["Value"] == "false"),
+                    "{ex}: {id} hairpins"
+                );
+                assert_eq!(
+                    r["Properties"]["HealthCheckProtocol"], "HTTPS",
+                    "{ex}: {id}"
+                );
+                assert_eq!(r["Properties"]["HealthCheckPath"], "/readyz", "{ex}: {id}");
+            }
+        }
+        assert!(groups >= 1, "{ex}");
+        // Each role's KMS permission names exactly its node config's secret files.
+        for (stack, node_name) in [
+            ("stack/control-plane", "controller"),
+            ("stack/etcd", "etcd"),
+        ] {
+            let t = String::from_utf8_lossy(&a.assets[stack].body).to_string();
+            for s in node(node_name)["secrets"].as_array().expect("secrets") {
+                assert!(
+                    t.contains(&format!("\"{}\"", s["name"].as_str().expect("name"))),
+                    "{ex}: {stack} lacks {}",
+                    s["name"]
+                );
+            }
+            assert!(t.contains("kms:EncryptionContext:file"), "{ex}: {stack}");
+        }
+    }
+}
+
+/// Every object the controllers apply passes `kubernetes-validate --strict` for the
+/// oldest and newest supported Kubernetes.
+#[test]
+fn the_cluster_objects_are_valid_kubernetes_for_1_31_and_1_34() {
+    let a = render_cfg(&example("ha-multi-az"));
+    let v: serde_json::Value =
+        serde_json::from_slice(&a.assets["nodeconfig/controller"].body).expect("json");
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut files = Vec::new();
+    for (i, o) in v["kubernetes"]["clusterAddons"]["objects"]
+        .as_array()
+        .expect("objects")
+        .iter()
+        .enumerate()
+    {
+        let p = dir.path().join(format!("{i:02}.yaml"));
+        std::fs::write(&p, serde_yaml_ng::to_string(o).expect("yaml")).expect("write");
+        files.push(p);
+    }
+    for k in ["1.31.0", "1.34.0"] {
+        let out = Command::new(common::venv_bin("kubernetes-validate"))
+            .args(["--strict", "-k", k, "--quiet"])
+            .args(&files)
+            .output()
+            .expect("kubernetes-validate");
+        let report = format!("{}{}", common::text(&out.stdout), common::text(&out.stderr));
+        assert!(
+            out.status.success() && report.trim().is_empty(),
+            "{k}:\n{report}"
+        );
+    }
+    eprintln!(
+        "kubernetes-validate --strict: {} objects for 1.31 and 1.34",
+        files.len()
+    );
+}
