@@ -1,6 +1,6 @@
 //! The add-ons on the emulator: `up` of the add-ons example creates the broker's state
 //! table and role and the SSM pointer to the add-ons bundle (the `addons` nested stack);
-//! the controllers' kube-aws-addons script, as rendered, runs against it; then the
+//! the controllers' add-ons unit (`kube-aws node addons`) runs against it; then the
 //! seed's S3 demo is driven exactly as the Service Catalog controller would drive the
 //! broker — ServiceInstance and ServiceBinding YAML as in the seeds, class and plan
 //! external names resolved through the catalog, provision, poll, bind — with the
@@ -8,9 +8,12 @@
 //! keys the seed's app reads.
 //!
 //! Test-bed adaptations (not product changes): the example's KMS key and hosted zone are
-//! replaced by ones made in the emulator; its bucket is created there. For the script,
-//! see `controller_applies_the_addons`.
+//! replaced by ones made in the emulator; its bucket is created there. For the add-ons
+//! unit, see `controller_applies_the_addons`.
 
+#[allow(dead_code)] // this test uses part of the stand-in
+#[path = "common/apiserver.rs"]
+mod apiserver;
 #[path = "common/broker.rs"]
 mod broker;
 mod common;
@@ -107,7 +110,7 @@ print(k, z)"#,
     let status = run(&["status", "--output", "json"]);
     assert!(status.contains("AddOns"), "{status}");
 
-    // The controllers' kube-aws-addons script, as rendered, against the emulator.
+    // The controllers' add-ons unit, the real binary, against the emulator.
     controller_applies_the_addons(&moto, dir.path(), &run);
 
     // `diff` names the add-on objects a change makes the controllers apply, with their
@@ -294,28 +297,12 @@ impl Drop for Standin {
     }
 }
 
-const KUBECTL_STANDIN: &str = r#"#!/bin/bash
-# TEST-BED STAND-IN for kubectl: records each call, keeps each file applied.
-set -euo pipefail
-[[ $KUBECONFIG == */admin.conf ]]
-echo "$*" >> "$KUBECTL_LOG"
-args=("$@")
-for ((i = 0; i < ${#args[@]}; i++)); do
-  if [[ ${args[i]} == -f ]]; then
-    cp "${args[i+1]}" "$KUBECTL_FILES/$(wc -l < "$KUBECTL_LOG")-$(basename "${args[i+1]}")"
-  fi
-done
-"#;
-
-/// Runs the controllers' `/opt/kube-aws/bin/addons` exactly as rendered into their
-/// cloud-config, with its lib.sh and addons.py, against the emulator. Test-bed
-/// adaptations, not product changes: its absolute paths are moved under a temporary
-/// directory; curl reaches the instance metadata and AWS's HTTPS names through
-/// `harness/node_standin.py` (IMDS stand-in, TLS proxy to moto) by a .curlrc; and
-/// `kubectl` is a stand-in that records its calls and keeps the files it applies (no
-/// Kubernetes API server can run here). The script's own calls — SSM GetParameter, the
-/// bundle from S3 with its sha256, KMS Decrypt under the cluster's context, addons.py —
-/// are real requests to the emulator.
+/// Runs the real `kube-aws node addons` — what the controllers' kube-aws-addons timer
+/// runs — under a temporary root, against the emulator: SSM GetParameter, the bundle from
+/// S3 checked against its sha256, each private part decrypted by KMS under its own file's
+/// context (the instance role's credentials from `harness/node_standin.py`, the IMDS
+/// stand-in), then server-side apply through kube-rs to the labelled stand-in API server
+/// (`common/apiserver.rs`; no Kubernetes API server can run here).
 fn controller_applies_the_addons(
     moto: &Moto,
     dir: &std::path::Path,
@@ -328,66 +315,43 @@ fn controller_applies_the_addons(
         "--export",
         &out_dir.display().to_string(),
     ]);
-    let userdata = std::fs::read_dir(out_dir.join("userdata"))
-        .expect("exported userdata")
+    let node_cfg = std::fs::read_dir(out_dir.join("nodeconfig"))
+        .expect("exported node configs")
         .map(|e| e.expect("entry").path())
         .find(|p| {
             p.file_name()
                 .is_some_and(|n| n.to_string_lossy().starts_with("controller-"))
         })
-        .expect("the controller cloud-config");
-    let cc: Yaml = serde_yaml_ng::from_str(&std::fs::read_to_string(&userdata).expect("read"))
-        .expect("cloud-config");
-    let node = dir.join("node");
-    for d in ["opt/bin", "bin", "run", "applied"] {
-        std::fs::create_dir_all(node.join(d)).expect("dir");
-    }
-    let relocate = |text: &str| {
-        text.replace("/opt/kube-aws/", &format!("{}/opt/", node.display()))
-            .replace("/run/kube-aws", &format!("{}/run", node.display()))
-            .replace(
-                "/etc/kubernetes/admin.conf",
-                &format!("{}/admin.conf", node.display()),
-            )
-    };
-    let mut found = 0;
-    for f in cc["write_files"].as_sequence().expect("write_files") {
-        let dest = match f["path"].as_str().expect("path") {
-            "/opt/kube-aws/lib.sh" => "opt/lib.sh",
-            "/opt/kube-aws/addons.py" => "opt/addons.py",
-            "/opt/kube-aws/bin/addons" => "opt/bin/addons",
-            _ => continue,
-        };
-        let content = relocate(f["content"].as_str().expect("content"));
-        std::fs::write(node.join(dest), content).expect("write");
-        found += 1;
-    }
-    assert_eq!(found, 3, "lib.sh, addons.py and the addons script");
-    std::fs::write(node.join("bin/kubectl"), KUBECTL_STANDIN).expect("kubectl");
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(
-            node.join("bin/kubectl"),
-            std::fs::Permissions::from_mode(0o755),
-        )
-        .expect("chmod");
-    }
+        .expect("the controller node config");
+    let root = dir.join("node");
+    std::fs::create_dir_all(root.join("etc/kube-aws")).expect("root");
+    std::fs::create_dir_all(root.join("etc/kubernetes")).expect("root");
+    std::fs::copy(&node_cfg, root.join("etc/kube-aws/node.json")).expect("node config");
     let out = std::process::Command::new("openssl")
         .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
         .args(["ec_paramgen_curve:P-256", "-nodes", "-days", "1"])
         .args(["-subj", "/CN=amazonaws.com", "-keyout"])
-        .arg(node.join("tls.key"))
+        .arg(root.join("tls.key"))
         .arg("-out")
-        .arg(node.join("tls.crt"))
+        .arg(root.join("tls.crt"))
         .output()
         .expect("openssl");
     assert!(out.status.success(), "{}", text(&out.stderr));
+    let meta = root.join("meta.json");
+    std::fs::write(
+        &meta,
+        json!({"/latest/meta-data/local-hostname": "ip-10-0-1-10.us-west-2.compute.internal",
+            "/latest/meta-data/local-ipv4": "10.0.1.10"})
+        .to_string(),
+    )
+    .expect("meta");
     let mut child = std::process::Command::new(common::venv_bin("python"))
         .arg(common::repo().join("tests/harness/node_standin.py"))
         .arg(moto.port.to_string())
         .arg(REGION)
-        .arg(node.join("tls.crt"))
-        .arg(node.join("tls.key"))
+        .arg(root.join("tls.crt"))
+        .arg(root.join("tls.key"))
+        .arg(&meta)
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("node stand-in");
@@ -395,29 +359,42 @@ fn controller_applies_the_addons(
     let _standin = Standin(child);
     let mut line = String::new();
     std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).expect("ports");
-    let (imds, tls) = line.trim().split_once(' ').expect("IMDS_PORT TLS_PORT");
-    std::fs::write(
-        node.join(".curlrc"),
-        format!(
-            "connect-to = \"169.254.169.254:80:127.0.0.1:{imds}\"\nconnect-to = \"::127.0.0.1:{tls}\"\ninsecure\n"
-        ),
-    )
-    .expect("curlrc");
-    std::fs::write(node.join("admin.conf"), "").expect("admin.conf");
-    let script = |n: u32| {
-        let path = format!(
-            "{}:{}",
-            node.join("bin").display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
-        let out = std::process::Command::new("bash")
-            .arg(node.join("opt/bin/addons"))
-            .env("PATH", path)
-            .env("CURL_HOME", &node)
-            .env("KUBECTL_LOG", node.join("kubectl.log"))
-            .env("KUBECTL_FILES", node.join("applied"))
+    let (imds, _) = line.trim().split_once(' ').expect("IMDS_PORT TLS_PORT");
+
+    // The stand-in API server, knowing the kinds the bundle holds.
+    let creds = dir.join("credentials");
+    let cfg = kube_aws::config::read(&dir.join("cluster.yaml")).expect("config");
+    let inputs = kube_aws::cli::inputs::credentials(dir).expect("credentials");
+    let bundle = kube_aws::addons::bundle(&cfg, &inputs, "clusters/catalog").expect("bundle");
+    let local = bundle
+        .filled_secrets(|f| std::fs::read(creds.join(f)))
+        .expect("fill");
+    let docs: Vec<Value> = bundle
+        .first
+        .iter()
+        .chain(&local)
+        .chain(&bundle.manifests)
+        .cloned()
+        .collect();
+    // Its own runtime, kept for the rest of the process (a runtime cannot be dropped
+    // inside the test's async context).
+    let rt: &'static tokio::runtime::Runtime = Box::leak(Box::new(
+        std::thread::spawn(|| tokio::runtime::Runtime::new().expect("rt"))
+            .join()
+            .expect("rt"),
+    ));
+    let fake = apiserver::FakeApi::start(rt, &creds, &docs);
+    common::kubeconfig_for(dir, "node/etc/kubernetes/admin.conf", &fake.url);
+    let agent = |n: u32| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_kube-aws"))
+            .args(["node", "addons", "--timeout", "60", "--root"])
+            .arg(&root)
+            .args(["--imds-endpoint", &format!("http://127.0.0.1:{imds}")])
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("AWS_ENDPOINT_URL", moto.endpoint())
             .output()
-            .expect("bash");
+            .expect("kube-aws node addons");
         assert!(
             out.status.success(),
             "run {n}: {}{}",
@@ -426,79 +403,82 @@ fn controller_applies_the_addons(
         );
         text(&out.stdout)
     };
-    let said = script(1);
+    let said = agent(1);
     assert!(
         said.contains("add-ons applied: clusters/catalog/addons/bundle-"),
         "{said}"
     );
-    let log = std::fs::read_to_string(node.join("kubectl.log")).expect("kubectl log");
-    let calls: Vec<&str> = log.lines().collect();
-    let apply = "apply --server-side --field-manager=kube-aws --force-conflicts -f ";
-    assert_eq!(calls.len(), 5, "{log}");
-    assert_eq!(calls[0], "get --raw /readyz");
-    assert!(
-        calls[1].starts_with(apply) && calls[1].ends_with("/first.json"),
-        "{log}"
-    );
-    assert!(
-        calls[2].starts_with("wait --for condition=established --timeout=300s "),
-        "{log}"
-    );
-    assert_eq!(
-        calls[2].matches(" customresourcedefinition/").count(),
-        8,
-        "{log}"
-    );
-    assert!(
-        calls[3].starts_with(apply) && calls[3].ends_with("/secrets.json"),
-        "{log}"
-    );
-    assert!(
-        calls[4].starts_with(apply) && calls[4].ends_with("/manifests.json"),
-        "{log}"
-    );
-    // The Secrets it applied hold the local plaintext, completed as `addons apply` does.
-    let applied: Value = serde_json::from_slice(
-        &std::fs::read(node.join("applied/4-secrets.json")).expect("secrets applied"),
-    )
-    .expect("json");
-    let creds = dir.join("credentials");
-    let cfg = kube_aws::config::read(&dir.join("cluster.yaml")).expect("config");
-    let inputs = kube_aws::cli::inputs::credentials(dir).expect("credentials");
-    let bundle = kube_aws::addons::bundle(&cfg, &inputs, "clusters/catalog").expect("bundle");
-    let local = bundle
-        .filled_secrets(|f| std::fs::read(creds.join(f)))
-        .expect("fill");
-    assert_eq!(applied["items"], Value::from(local));
+    // Every object server-side with one field manager, in the bundle's stages.
+    let patches: Vec<_> = fake
+        .log()
+        .into_iter()
+        .filter(|r| r.method == "PATCH")
+        .collect();
+    assert_eq!(patches.len(), docs.len(), "{said}");
+    for p in &patches {
+        assert_eq!(p.content_type, "application/apply-patch+yaml");
+        assert!(
+            p.query.contains("fieldManager=kube-aws") && p.query.contains("force=true"),
+            "{}",
+            p.query
+        );
+    }
+    let first_secret = patches
+        .iter()
+        .position(|p| p.path.contains("/secrets/"))
+        .expect("a Secret");
+    let last_crd = patches
+        .iter()
+        .rposition(|p| p.path.contains("/customresourcedefinitions/"))
+        .expect("a CRD");
+    let first_deployment = patches
+        .iter()
+        .position(|p| p.path.contains("/deployments/"))
+        .expect("a Deployment");
+    assert!(last_crd < first_secret && first_secret < first_deployment);
+    // The Secrets hold the local plaintext: the same completion `addons apply` makes.
+    for s in &local {
+        let path = format!(
+            "/api/v1/namespaces/{}/secrets/{}",
+            s["metadata"]["namespace"].as_str().expect("ns"),
+            s["metadata"]["name"].as_str().expect("name")
+        );
+        assert_eq!(
+            fake.object(&path).expect("stored Secret")["data"],
+            s["data"],
+            "{path}"
+        );
+    }
     // No plaintext left behind: only the stamp of what was applied.
-    let left: Vec<String> = std::fs::read_dir(node.join("run"))
+    let left: Vec<String> = std::fs::read_dir(root.join("run/kube-aws"))
         .expect("run")
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(left, ["addons.applied"], "{left:?}");
     // Again: the pointer has not changed, so nothing is applied.
-    script(2);
-    assert_eq!(
-        std::fs::read_to_string(node.join("kubectl.log")).expect("log"),
-        log,
-        "a second run applied again"
-    );
+    let n = fake.log().len();
+    assert!(agent(2).contains("add-ons up to date"));
+    assert_eq!(fake.log().len(), n, "a second run applied again");
     // An hour on, the same objects are applied again (undoing hand edits).
     let out = std::process::Command::new("touch")
         .args(["-d", "2 hours ago"])
-        .arg(node.join("run/addons.applied"))
+        .arg(root.join("run/kube-aws/addons.applied"))
         .output()
         .expect("touch");
     assert!(out.status.success());
-    script(3);
-    let again = std::fs::read_to_string(node.join("kubectl.log")).expect("log");
-    assert_eq!(again.lines().count(), 10, "{again}");
+    assert!(agent(3).contains("add-ons applied"));
+    let again = fake
+        .log()
+        .into_iter()
+        .filter(|r| r.method == "PATCH")
+        .count();
+    assert_eq!(again, 2 * docs.len());
     // Add-ons switched off: the stack and its parameter are gone; the unit does nothing.
     python(
         moto,
         "import boto3\nboto3.client('ssm').delete_parameter(Name='/kube-aws/catalog/addons')",
     );
-    let said = script(4);
+    let said = agent(4);
     assert!(
         said.contains("no add-ons: /kube-aws/catalog/addons is not set"),
         "{said}"

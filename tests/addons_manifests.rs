@@ -8,7 +8,7 @@ mod common;
 
 use base64::Engine;
 use common::{run_in, text, venv_bin};
-use serde_json::Value;
+
 use std::path::Path;
 
 fn cluster(dir: &Path, edit: impl Fn(&mut serde_yaml_ng::Value)) {
@@ -191,13 +191,12 @@ fn render_credentials_issues_the_addon_certificates_and_token() {
 }
 
 /// The bundle `render stack` uploads for the controllers: its documents in their three
-/// stages, with the Secrets completed exactly as a controller completes them
-/// (`userdata/addons.py`, run here on the plaintext of credentials/) — and exactly as
-/// `kube-aws addons apply` completes them (the library, from the same files). Every
-/// document passes `kubernetes-validate --strict` for 1.30 and 1.34; the bundle itself
-/// holds no key and no token.
+/// stages, with the Secrets completed by `Bundle::filled_secrets`, the one code path both
+/// `kube-aws node addons` (from what KMS decrypted) and `kube-aws addons apply` (from
+/// credentials/) use. Every document passes `kubernetes-validate --strict` for 1.30 and
+/// 1.34; the bundle itself holds no key and no token, only references to ciphertexts.
 #[test]
-fn the_bundle_the_controllers_apply_matches_addons_apply_and_is_valid() {
+fn the_bundle_the_controllers_apply_is_valid_and_holds_no_secret() {
     for (name, auth) in [("bearer", "bearer"), ("basic", "basic")] {
         let dir = tempfile::tempdir().expect("tmp");
         cluster(dir.path(), |v| {
@@ -224,57 +223,31 @@ fn the_bundle_the_controllers_apply_matches_addons_apply_and_is_valid() {
         );
         let bundle: kube_aws::addons::Bundle = serde_json::from_slice(&raw).expect("bundle");
         assert_eq!(bundle.crd_names().len(), 8);
-
-        // The controller's side: split, then fill from what it decrypted.
-        let work = dir.path().join("work");
-        std::fs::create_dir_all(work.join("plain")).expect("work");
-        let py = |args: &[&str]| {
-            let out = std::process::Command::new(venv_bin("python"))
-                .arg(common::repo().join("userdata/addons.py"))
-                .args(args)
-                .arg(&bundles[0])
-                .arg(&work)
-                .output()
-                .expect("addons.py");
-            assert!(out.status.success(), "{}", text(&out.stderr));
-            out.stdout
-        };
-        py(&["split"]);
-        let fills = std::fs::read_to_string(work.join("fills.list")).expect("fills");
-        let files: Vec<&str> = fills
-            .lines()
-            .map(|l| l.split(' ').next().unwrap_or_default())
+        let fills: Vec<(String, String)> = bundle
+            .secrets
+            .iter()
+            .flat_map(|s| s.fill.values())
+            .map(|f| (f.file.clone(), f.key.clone()))
             .collect();
+        let files: Vec<&str> = fills.iter().map(|(f, _)| f.as_str()).collect();
         assert_eq!(
             files,
             [
                 "service-catalog-webhook-key.pem",
                 "aws-service-broker-key.pem",
                 "aws-service-broker-token"
-            ],
-            "{fills}"
+            ]
         );
-        for l in fills.lines() {
-            let (file, key) = l.split_once(' ').expect("FILE KEY");
+        for (_, key) in &fills {
             assert!(
                 key.starts_with("clusters/catalog/credentials/") && key.ends_with(".enc"),
                 "{key}"
             );
-            std::fs::copy(creds.join(file), work.join("plain").join(file)).expect("copy");
         }
-        assert_eq!(
-            std::fs::read_to_string(work.join("crds.txt"))
-                .expect("crds")
-                .lines()
-                .count(),
-            8
-        );
-        let controller: Value = serde_json::from_slice(&py(&["secrets"])).expect("List");
-        let cli = bundle
+        let filled = bundle
             .filled_secrets(|f| std::fs::read(creds.join(f)))
             .expect("fill");
-        assert_eq!(controller["items"], Value::from(cli.clone()), "{name}");
-        let auth_secret = &cli[2];
+        let auth_secret = &filled[2];
         let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
         match auth {
             "bearer" => assert_eq!(auth_secret["data"]["token"], b64(token.trim())),
@@ -284,34 +257,25 @@ fn the_bundle_the_controllers_apply_matches_addons_apply_and_is_valid() {
             }
         }
         assert_eq!(
-            cli[0]["data"]["tls.key"],
+            filled[0]["data"]["tls.key"],
             b64(
                 &std::fs::read_to_string(creds.join("service-catalog-webhook-key.pem"))
                     .expect("key")
             )
         );
-
-        // Everything a controller applies, as kubectl reads it.
+        // Everything a controller applies, in its stages.
         let mut all = String::new();
-        for f in ["first.json", "manifests.json"] {
-            let list: Value =
-                serde_json::from_slice(&std::fs::read(work.join(f)).expect("list")).expect("json");
-            assert_eq!(list["kind"], "List");
-            for d in list["items"].as_array().expect("items") {
-                all.push_str("---\n");
-                all.push_str(&serde_yaml_ng::to_string(d).expect("yaml"));
-            }
-        }
-        for d in controller["items"].as_array().expect("items") {
+        for d in bundle.first.iter().chain(&filled).chain(&bundle.manifests) {
             all.push_str("---\n");
             all.push_str(&serde_yaml_ng::to_string(d).expect("yaml"));
         }
-        std::fs::write(work.join("all.yaml"), &all).expect("write");
-        kubernetes_validate(name, &work.join("all.yaml"));
+        let work = dir.path().join("all.yaml");
+        std::fs::write(&work, &all).expect("write");
+        kubernetes_validate(name, &work);
         println!(
-            "{name}: {} + {} Secrets + {} documents; controller and CLI Secrets identical",
+            "{name}: {} + {} Secrets + {} documents",
             bundle.first.len(),
-            cli.len(),
+            filled.len(),
             bundle.manifests.len()
         );
     }

@@ -312,24 +312,79 @@ fn node(bed: &Bed, kill: &mut Kill, id: &str, ip: &str, resource: &str) -> Node 
     node_with(bed, kill, id, ip, resource, json!({}))
 }
 
-/// A node whose metadata adds `extra` (path under meta-data/ → value).
+/// An instance in the emulator with the tags a node's launch template gives it (nodes
+/// read their tags through ec2:DescribeTags): (id, private DNS name, private IP).
+fn launch(bed: &Bed, tags: &[(String, String)]) -> (String, String, String) {
+    let rt = tokio::runtime::Runtime::new().expect("rt");
+    rt.block_on(async {
+        use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
+        let sdk = bed.moto.sdk_config().await;
+        let ec2 = kube_aws::aws::ec2(&sdk);
+        let image = ec2.describe_images().send().await.expect("images").images()[0]
+            .image_id()
+            .expect("ami")
+            .to_string();
+        let mut spec = TagSpecification::builder().resource_type(ResourceType::Instance);
+        for (k, v) in tags {
+            spec = spec.tags(Tag::builder().key(k).value(v).build());
+        }
+        let out = ec2
+            .run_instances()
+            .image_id(image)
+            .instance_type(aws_sdk_ec2::types::InstanceType::T3Medium)
+            .min_count(1)
+            .max_count(1)
+            .tag_specifications(spec.build())
+            .send()
+            .await
+            .expect("RunInstances");
+        let i = &out.instances()[0];
+        (
+            i.instance_id().expect("id").to_string(),
+            i.private_dns_name().expect("dns").to_string(),
+            i.private_ip_address().expect("ip").to_string(),
+        )
+    })
+}
+
+/// A node whose metadata adds `extra` (path under meta-data/ → value; `tags/instance/K`
+/// entries become the instance's EC2 tags). With `local-hostname` in `extra`, `id` and
+/// `ip` name an instance that exists already; otherwise one is launched.
 fn node_with(bed: &Bed, kill: &mut Kill, id: &str, ip: &str, resource: &str, extra: Value) -> Node {
-    let name = extra
-        .get("local-hostname")
-        .and_then(|v| v.as_str())
-        .map(str::to_string)
-        .unwrap_or_else(|| format!("ip-{}.ec2.internal", ip.replace('.', "-")));
+    let (id, name, ip) = match extra.get("local-hostname").and_then(|v| v.as_str()) {
+        Some(dns) => (id.to_string(), dns.to_string(), ip.to_string()),
+        None => {
+            let mut tags = vec![
+                (
+                    "kube-aws:signal-stack".to_string(),
+                    "demo-stack".to_string(),
+                ),
+                ("kube-aws:signal-resource".to_string(), resource.to_string()),
+                (
+                    "kubernetes.io/cluster/demo".to_string(),
+                    "owned".to_string(),
+                ),
+            ];
+            for (k, v) in extra.as_object().expect("object") {
+                if let Some(t) = k.strip_prefix("tags/instance/") {
+                    tags.push((t.to_string(), v.as_str().expect("tag").to_string()));
+                }
+            }
+            launch(bed, &tags)
+        }
+    };
+    let (id, ip) = (id.as_str(), ip.as_str());
     let root = bed.dir.path().join(id);
     std::fs::create_dir_all(&root).expect("root");
     let meta = root.join("meta.json");
     let m = "/latest/meta-data/";
     let mut md = json!({
         format!("{m}instance-id"): id, format!("{m}local-hostname"): name, format!("{m}local-ipv4"): ip,
-        format!("{m}tags/instance/kube-aws:signal-stack"): "demo-stack",
-        format!("{m}tags/instance/kube-aws:signal-resource"): resource,
     });
     for (k, v) in extra.as_object().expect("object") {
-        md[format!("{m}{k}")] = v.clone();
+        if !k.starts_with("tags/") {
+            md[format!("{m}{k}")] = v.clone();
+        }
     }
     std::fs::write(&meta, md.to_string()).expect("meta");
     let mut child = Command::new(common::venv_bin("python"))
@@ -359,8 +414,9 @@ fn node_with(bed: &Bed, kill: &mut Kill, id: &str, ip: &str, resource: &str, ext
 }
 
 /// The role's user-data stub, run as cloud-init would (bash), its paths moved under the
-/// node's root. Returns how long the fetch took.
-fn run_stub(bed: &Bed, n: &Node, role: &str) -> Duration {
+/// node's root; `tamper` gives it a wrong sha256 for the binary. Returns its output and
+/// how long it took.
+fn stub(bed: &Bed, n: &Node, role: &str, tamper: bool) -> (Output, Duration) {
     let stub: serde_yaml_ng::Value = serde_yaml_ng::from_str(
         &std::fs::read_to_string(exported(&bed.out, "userdata", &format!("stub-{role}-")))
             .expect("stub"),
@@ -374,7 +430,13 @@ fn run_stub(bed: &Bed, n: &Node, role: &str) -> Duration {
         .replace(" /opt/kube-aws/", &format!(" {root}/opt/kube-aws/"))
         .replace(" /etc/kube-aws/", &format!(" {root}/etc/kube-aws/"))
         .replace(" /etc/cloud/", &format!(" {root}/etc/cloud/"));
-    let args: Vec<&str> = cmd[3..].iter().map(|v| v.as_str().expect("arg")).collect();
+    let mut args: Vec<String> = cmd[3..]
+        .iter()
+        .map(|v| v.as_str().expect("arg").to_string())
+        .collect();
+    if tamper {
+        args[3] = "0".repeat(64);
+    }
     let started = Instant::now();
     let out = Command::new("bash")
         .arg("-c")
@@ -383,13 +445,18 @@ fn run_stub(bed: &Bed, n: &Node, role: &str) -> Duration {
         .env("CURL_HOME", &n.root)
         .output()
         .expect("bash");
+    (out, started.elapsed())
+}
+
+fn run_stub(bed: &Bed, n: &Node, role: &str) -> Duration {
+    let (out, took) = stub(bed, n, role, false);
     assert!(
         out.status.success(),
         "stub: {}{}",
         text(&out.stdout),
         text(&out.stderr)
     );
-    started.elapsed()
+    took
 }
 
 /// The fetched binary as a node runs it: `kube-aws node ARGS` under the node's root, its
@@ -665,7 +732,8 @@ fn nodes_boot_in_order_one_controller_inits_and_failures_signal_at_once() {
         assert_eq!(mine[0]["Status"], "SUCCESS");
     }
 
-    // An injected failure at each step sends FAILURE within seconds.
+    // An injected failure at each step sends FAILURE within seconds (apt-get is tried
+    // three times, 5 s apart, as a node waits out apt's first-boot lock holders).
     for (i, fail) in ["apt-get", "systemctl:restart", "kubeadm"]
         .iter()
         .enumerate()
@@ -687,7 +755,7 @@ fn nodes_boot_in_order_one_controller_inits_and_failures_signal_at_once() {
         assert!(!o.status.success());
         let failed: Vec<Value> = calls(&bed)
             .into_iter()
-            .filter(|c| c["action"] == "SignalResource" && c["UniqueId"] == id.as_str())
+            .filter(|c| c["action"] == "SignalResource" && c["UniqueId"] == n.id.as_str())
             .collect();
         assert_eq!(failed.len(), 1, "{fail}: {failed:?}\n{}", text(&o.stderr));
         assert_eq!(failed[0]["Status"], "FAILURE");
@@ -697,6 +765,22 @@ fn nodes_boot_in_order_one_controller_inits_and_failures_signal_at_once() {
             took.as_secs_f64()
         );
     }
+
+    // A fetch that does not match its sha256: the stub itself signals FAILURE (it reads
+    // which resource to signal from the instance's tags, ec2:DescribeTags).
+    let sf = node(&bed, &mut kill, "", "", "WorkerGroup");
+    let (o, took) = stub(&bed, &sf, "worker-general", true);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("fetch failed"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert_eq!(signal_of(&bed, &sf.id), ["FAILURE"]);
+    eprintln!(
+        "rehearsal: a corrupt binary fetch → the stub's FAILURE in {:.2}s",
+        took.as_secs_f64()
+    );
 
     // A CNI manifest that is not the pinned one is refused before anything is applied.
     std::fs::write(bed.dir.path().join("www/calico.yaml"), "kind: Tampered\n").expect("tamper");

@@ -611,7 +611,7 @@ impl Bundle {
     }
 
     /// The Secrets completed with plaintext from `read(file)` (credentials/ on a
-    /// workstation). The controllers do the same with `addons.py` after decrypting.
+    /// workstation). The controllers (`kube-aws node addons`) call it with what KMS decrypted.
     pub fn filled_secrets<E>(
         &self,
         mut read: impl FnMut(&str) -> Result<Vec<u8>, E>,

@@ -183,3 +183,69 @@ pub async fn instance_addresses(
     }
     Ok(Some(a))
 }
+
+/// A String parameter's value, or None when it does not exist.
+pub async fn ssm_parameter(sdk: &SdkConfig, name: &str) -> Result<Option<String>> {
+    match aws_sdk_ssm::Client::new(sdk)
+        .get_parameter()
+        .name(name)
+        .send()
+        .await
+    {
+        Ok(out) => Ok(out.parameter().and_then(|p| p.value()).map(str::to_string)),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_parameter_not_found()) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(anyhow!("SSM GetParameter {name}: {}", super::describe(&e))),
+    }
+}
+
+/// One object's bytes from S3.
+pub async fn get_object(sdk: &SdkConfig, bucket: &str, key: &str) -> Result<Vec<u8>> {
+    let out = super::s3(sdk)
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|e| anyhow!("s3://{bucket}/{key}: {}", super::describe(&e)))?;
+    Ok(out
+        .body
+        .collect()
+        .await
+        .map_err(|e| anyhow!("s3://{bucket}/{key}: {e}"))?
+        .into_bytes()
+        .to_vec())
+}
+
+/// The tags of an instance (ec2:DescribeTags): nodes keep tags out of the metadata
+/// service, which refuses keys with "/".
+pub async fn instance_tags(
+    sdk: &SdkConfig,
+    instance: &str,
+) -> Result<std::collections::BTreeMap<String, String>> {
+    use aws_sdk_ec2::types::Filter;
+    let mut tags = std::collections::BTreeMap::new();
+    let mut pages = super::ec2(sdk)
+        .describe_tags()
+        .filters(
+            Filter::builder()
+                .name("resource-id")
+                .values(instance)
+                .build(),
+        )
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| anyhow!("DescribeTags {instance}: {}", super::describe(&e)))?;
+        for t in page.tags() {
+            if let (Some(k), Some(v)) = (t.key(), t.value()) {
+                tags.insert(k.to_string(), v.to_string());
+            }
+        }
+    }
+    Ok(tags)
+}

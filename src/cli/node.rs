@@ -38,6 +38,12 @@ Secrets are shown by the S3 key of their ciphertext; the bootstrap token as a pl
         after_help = "Example:\n  kube-aws node watch            # as kube-aws-node-watch.service runs it"
     )]
     Watch(LoopArgs),
+    /// Apply the add-ons bundle the add-ons stack points at (controllers; run by
+    /// kube-aws-addons.timer).
+    #[command(
+        after_help = "Example:\n  kube-aws node addons            # as kube-aws-addons.service runs it"
+    )]
+    Addons(TimeoutArgs),
     /// Cordon and drain this node now.
     #[command(after_help = "Example:\n  kube-aws node drain --timeout 300")]
     Drain(DrainArgs),
@@ -71,6 +77,15 @@ pub struct LoopArgs {
     /// One pass, then exit.
     #[arg(long)]
     pub once: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TimeoutArgs {
+    #[command(flatten)]
+    pub node: NodeArgs,
+    /// Seconds to wait for the API server, the CRDs and the webhook.
+    #[arg(long, default_value_t = 600)]
+    pub timeout: u64,
 }
 
 #[derive(Debug, Args)]
@@ -151,6 +166,14 @@ pub fn run(cli: &Cli, cmd: &NodeCommand) -> Result {
             }
             Ok(())
         }),
+        NodeCommand::Addons(t) => super::up::runtime()?.block_on(async {
+            let agent = agent(&t.node).await?;
+            let said = agent
+                .apply_addons_bundle(Duration::from_secs(t.timeout))
+                .await?;
+            println!("{said}");
+            Ok(())
+        }),
         NodeCommand::Drain(d) => super::up::runtime()?.block_on(async {
             let agent = agent(&d.node).await?;
             agent
@@ -190,10 +213,9 @@ fn plan_cmd(cli: &Cli, p: &PlanArgs) -> Result {
     let (_, _, assets) = super::up::load(cli)?;
     let cfg = rendered_config(&assets, p.role, p.pool.as_deref())?;
     let ca = cfg
-        .files
-        .iter()
-        .find(|f| f.path == "/etc/kubernetes/pki/ca.crt")
-        .map(|f| plan::ca_cert_hash(&f.content))
+        .kubernetes
+        .as_ref()
+        .map(|k| plan::ca_cert_hash(&k.cluster_ca))
         .transpose()?
         .unwrap_or_default();
     let obs = crate::node::kubeadm::Observed {

@@ -228,7 +228,7 @@ pub async fn up(
     if !enc.encrypted.is_empty() {
         println!("KMS: encrypted {} secret(s)", enc.encrypted.len());
     }
-    let total = uploads.len();
+    let total = uploads.len() + assets.binaries.len();
     let (sent, kept) = upload(sdk, model, uploads, &assets.binaries).await?;
     println!(
         "S3: uploaded {sent} of {total} objects to s3://{}/{}/ ({kept} already there)",

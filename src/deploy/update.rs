@@ -395,7 +395,7 @@ pub async fn apply(
             format!("{}/{rel}", assets_base_url(sdk, model))
         }
     };
-    let total = uploads.len();
+    let total = uploads.len() + assets.binaries.len();
     let (sent, kept) = upload(sdk, model, uploads, &assets.binaries).await?;
     println!("S3: uploaded {sent} changed object(s) of {total} ({kept} already there)");
     let d = desired(sdk, cfg, model);

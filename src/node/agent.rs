@@ -34,6 +34,8 @@ pub struct Identity {
     pub node_name: String,
     pub ip: String,
     pub region: String,
+    /// Its EC2 tags (the resource to signal, the etcd member name).
+    pub tags: std::collections::BTreeMap<String, String>,
 }
 
 pub struct Agent {
@@ -60,14 +62,18 @@ impl Agent {
         // The private DNS name (IP- or resource-based naming): what the AWS
         // cloud-controller-manager looks the instance up by (cloud-provider-aws
         // docs/prerequisites.md). etcd members are named by their instance tag.
+        let sdk = crate::aws::node::sdk_config(&region, imds.endpoint()).await?;
+        let tags = crate::aws::node::instance_tags(&sdk, &instance_id).await?;
+        // The private DNS name (IP- or resource-based naming): what the AWS
+        // cloud-controller-manager looks the instance up by (cloud-provider-aws
+        // docs/prerequisites.md). etcd members are named by their instance tag.
         let node_name = match cfg.role {
-            Role::Etcd => {
-                imds.require("meta-data/tags/instance/kube-aws:etcd-member")
-                    .await?
-            }
+            Role::Etcd => tags
+                .get("kube-aws:etcd-member")
+                .cloned()
+                .ok_or_else(|| anyhow!("instance {instance_id} has no kube-aws:etcd-member tag"))?,
             _ => imds.require("meta-data/local-hostname").await?,
         };
-        let sdk = crate::aws::node::sdk_config(&region, imds.endpoint()).await?;
         Ok(Agent {
             cfg,
             opts,
@@ -78,6 +84,7 @@ impl Agent {
                 node_name,
                 ip,
                 region,
+                tags,
             },
         })
     }
@@ -87,7 +94,7 @@ impl Agent {
         self.opts.root.join(p.trim_start_matches('/'))
     }
 
-    fn write(&self, p: &str, mode: u32, content: &[u8]) -> Result<()> {
+    pub fn write(&self, p: &str, mode: u32, content: &[u8]) -> Result<()> {
         let path = self.path(p);
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -101,6 +108,31 @@ impl Agent {
                 .with_context(|| format!("chmod {}", path.display()))?;
         }
         std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))
+    }
+
+    /// Runs a command of the seam. apt-get is tried three times, 5 s apart: on a fresh
+    /// Ubuntu instance apt-daily and unattended-upgrades often hold apt's locks at first
+    /// boot (installs also wait up to 10 minutes for the dpkg lock, DPkg::Lock::Timeout).
+    async fn run_retrying(&self, argv: &[String]) -> Result<String> {
+        let attempts = if argv.first().is_some_and(|c| c == "apt-get") {
+            3
+        } else {
+            1
+        };
+        let mut last = None;
+        for attempt in 1..=attempts {
+            match self.run(argv) {
+                Ok(out) => return Ok(out),
+                Err(e) => {
+                    if attempt < attempts {
+                        eprintln!("{e:#}\n(attempt {attempt} of {attempts}; retrying in 5s)");
+                        tokio::time::sleep(Duration::from_secs(5)).await;
+                    }
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| anyhow!("{} did not run", argv.join(" "))))
     }
 
     /// Runs a command of the seam; its output goes to the journal (our stdout).
@@ -151,28 +183,15 @@ impl Agent {
             .map_err(|e| anyhow!("building an HTTPS client: {e}"))
     }
 
+    /// A secret's plaintext, in memory: its ciphertext from S3, decrypted by KMS under
+    /// the context `{cluster, file}`.
+    pub async fn decrypt(&self, name: &str, key: &str) -> Result<Vec<u8>> {
+        let blob = crate::aws::node::get_object(&self.sdk, &self.cfg.bucket, key).await?;
+        crate::aws::node::decrypt(&self.sdk, blob, &self.cfg.cluster, name).await
+    }
+
     async fn secret(&self, name: &str, key: &str, path: &str) -> Result<()> {
-        let s3 = crate::aws::s3(&self.sdk);
-        let blob = s3
-            .get_object()
-            .bucket(&self.cfg.bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| {
-                anyhow!(
-                    "s3://{}/{key}: {}",
-                    self.cfg.bucket,
-                    crate::aws::describe(&e)
-                )
-            })?
-            .body
-            .collect()
-            .await
-            .map_err(|e| anyhow!("s3://{}/{key}: {e}", self.cfg.bucket))?
-            .into_bytes()
-            .to_vec();
-        let plain = crate::aws::node::decrypt(&self.sdk, blob, &self.cfg.cluster, name).await?;
+        let plain = self.decrypt(name, key).await?;
         self.write(path, 0o600, &plain)
     }
 
@@ -185,13 +204,8 @@ impl Agent {
                 .trim()
                 .to_string(),
         };
-        let ca_cert_hash = match self
-            .cfg
-            .files
-            .iter()
-            .find(|f| f.path == "/etc/kubernetes/pki/ca.crt")
-        {
-            Some(ca) => plan::ca_cert_hash(&ca.content)?,
+        let ca_cert_hash = match &self.cfg.kubernetes {
+            Some(k) => plan::ca_cert_hash(&k.cluster_ca)?,
             None => String::new(),
         };
         Ok(Observed {
@@ -450,10 +464,25 @@ impl Agent {
         }
     }
 
-    fn data_volume(&self, mount: &str, label: &str) -> Result<()> {
-        let out = self.run(&argv(&["lsblk", "--json", "-o", "NAME,TYPE,MOUNTPOINTS"]))?;
-        let v: serde_json::Value = serde_json::from_str(&out).context("lsblk --json")?;
-        let dev = plan::data_disk(&v).ok_or_else(|| anyhow!("no etcd data volume is attached"))?;
+    /// The data volume is attached by CloudFormation after the instance starts: wait for
+    /// it (as long as for Ready), then format it once and mount it.
+    async fn data_volume(&self, mount: &str, label: &str) -> Result<()> {
+        let deadline = self.deadline();
+        let dev = loop {
+            let out = self.run(&argv(&["lsblk", "--json", "-o", "NAME,TYPE,MOUNTPOINTS"]))?;
+            let v: serde_json::Value = serde_json::from_str(&out).context("lsblk --json")?;
+            if let Some(d) = plan::data_disk(&v) {
+                break d;
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "no etcd data volume was attached within {}s",
+                    self.cfg.ready_timeout_seconds
+                );
+            }
+            say(Phase::Volume, "waiting for the data volume to be attached");
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        };
         // blkid exits 2 when the device has no filesystem: only then format it.
         let has_fs = std::process::Command::new("blkid")
             .arg(&dev)
@@ -479,15 +508,17 @@ impl Agent {
     }
 
     async fn signal(&self, success: bool) -> Result<()> {
-        let stack = self
-            .imds
-            .require("meta-data/tags/instance/kube-aws:signal-stack")
-            .await?;
-        let resource = self
-            .imds
-            .require("meta-data/tags/instance/kube-aws:signal-resource")
-            .await?;
-        crate::aws::node::signal(&self.sdk, &stack, &resource, &self.me.instance_id, success).await
+        let tag = |k: &str| {
+            self.me
+                .tags
+                .get(k)
+                .ok_or_else(|| anyhow!("instance {} has no {k} tag", self.me.instance_id))
+        };
+        let (stack, resource) = (
+            tag("kube-aws:signal-stack")?,
+            tag("kube-aws:signal-resource")?,
+        );
+        crate::aws::node::signal(&self.sdk, stack, resource, &self.me.instance_id, success).await
     }
 
     async fn execute(&self, s: &Step) -> Result<()> {
@@ -498,8 +529,8 @@ impl Agent {
                 content,
             } => self.write(path, *mode, content.as_bytes()),
             Action::Secret { name, key, path } => self.secret(name, key, path).await,
-            Action::Run { argv } => self.run(argv).map(|_| ()),
-            Action::DataVolume { mount, label } => self.data_volume(mount, label),
+            Action::Run { argv } => self.run_retrying(argv).await.map(|_| ()),
+            Action::DataVolume { mount, label } => self.data_volume(mount, label).await,
             Action::ControlPlane {
                 lock_key,
                 path,

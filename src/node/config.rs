@@ -80,6 +80,10 @@ pub struct KubernetesNode {
     pub control_plane_endpoint: String,
     /// Every API endpoint DNS name: `apiServer.certSANs`.
     pub cert_sans: Vec<String>,
+    /// The cluster CA (PEM), whose public key pins token discovery (`caCertHashes`).
+    /// Workers do not write it: `kubeadm join` of a worker refuses to start when
+    /// /etc/kubernetes/pki/ca.crt exists (preflight FileAvailable check).
+    pub cluster_ca: String,
     pub service_cidr: String,
     pub pod_cidr: String,
     pub dns_domain: String,
@@ -95,6 +99,11 @@ pub struct KubernetesNode {
     /// CNI first, fetched from its pinned URL and checked against its sha256).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_addons: Option<ClusterAddons>,
+    /// Controllers: the SSM parameter through which the add-ons stack says where the
+    /// add-ons bundle is (`<s3 key> <sha256>`; absent when no add-on is on). Its name
+    /// does not depend on the add-ons, so switching them rolls no node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addons_parameter: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -114,16 +114,22 @@ pub const KUBELET_KUBECONFIG: &str = "/etc/kubernetes/kubelet.conf";
 pub const INIT_LOCK_KEY: &str = "/kube-aws/kubeadm-init";
 pub const KUBEADM_CONFIG: &str = "/etc/kubernetes/kube-aws/kubeadm.yaml";
 pub const ETCD_DATA: &str = "/var/lib/etcd";
-/// The pause image of kubeadm 1.31–1.34 (`kubeadm config images list`), so containerd
-/// and kubeadm agree on the sandbox image.
-pub const PAUSE_IMAGE: &str = "registry.k8s.io/pause:3.10";
+/// The pause image kubeadm expects per minor (`kubeadm config images list`; 1.34 moved to
+/// 3.10.1 and warns in preflight otherwise), so containerd and kubeadm agree.
+pub fn pause_image(minor: &str) -> &'static str {
+    match minor {
+        "1.31" | "1.32" | "1.33" => "registry.k8s.io/pause:3.10",
+        _ => "registry.k8s.io/pause:3.10.1",
+    }
+}
 
 /// containerd's CRI configuration with the systemd cgroup driver, which the kubelet
 /// uses too (kubeadm's default from 1.22): both must agree.
 /// (https://kubernetes.io/docs/setup/production-environment/container-runtimes/#containerd-systemd)
-fn containerd_config() -> String {
+fn containerd_config(minor: &str) -> String {
+    let pause = pause_image(minor);
     format!(
-        "# Written by kube-aws node bootstrap.\nversion = 2\n\n[plugins.\"io.containerd.grpc.v1.cri\"]\n  sandbox_image = \"{PAUSE_IMAGE}\"\n\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\n  runtime_type = \"io.containerd.runc.v2\"\n\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\n  SystemdCgroup = true\n"
+        "# Written by kube-aws node bootstrap.\nversion = 2\n\n[plugins.\"io.containerd.grpc.v1.cri\"]\n  sandbox_image = \"{pause}\"\n\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\n  runtime_type = \"io.containerd.runc.v2\"\n\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\n  SystemdCgroup = true\n"
     )
 }
 
@@ -164,7 +170,12 @@ fn runtime(cfg: &NodeConfig, packages: &[String]) -> Vec<Step> {
                 "containerd",
             ],
         ),
-        write(p, "/etc/containerd/config.toml", 0o644, containerd_config()),
+        write(
+            p,
+            "/etc/containerd/config.toml",
+            0o644,
+            containerd_config(minor),
+        ),
         run(p, &["systemctl", "restart", "containerd"]),
         // apt reads an ASCII-armoured key from a .asc file named by signed-by.
         run(
@@ -187,10 +198,18 @@ fn runtime(cfg: &NodeConfig, packages: &[String]) -> Vec<Step> {
         ),
         run(p, &["apt-get", "update", "-q"]),
     ];
-    let mut install: Vec<String> = ["apt-get", "install", "-y", "-q", "--no-install-recommends"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let mut install: Vec<String> = [
+        "apt-get",
+        "install",
+        "-y",
+        "-q",
+        "-o",
+        "DPkg::Lock::Timeout=600",
+        "--no-install-recommends",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     install.extend(packages.iter().cloned());
     v.push(step(p, Action::Run { argv: install }));
     let mut hold: Vec<String> = vec!["apt-mark".into(), "hold".into()];

@@ -172,3 +172,91 @@ impl Agent {
         }
     }
 }
+
+/// Where a controller records the add-ons pointer it applied, and when.
+pub const ADDONS_STAMP: &str = "/run/kube-aws/addons.applied";
+
+impl Agent {
+    /// The controllers' add-ons unit (`kube-aws-addons.timer`): reads the pointer the
+    /// add-ons stack publishes, fetches the bundle and checks its sha256, completes its
+    /// Secrets in memory (each private part decrypted by KMS under its own file's
+    /// context, never written to disk) and applies it with the code `kube-aws addons
+    /// apply` uses: server-side, field manager `kube-aws`, in the bundle's stages. Applied
+    /// within the hour with the same pointer: nothing to do; hourly, the same objects
+    /// again, which undoes hand edits to fields kube-aws manages.
+    pub async fn apply_addons_bundle(&self, timeout: Duration) -> Result<String> {
+        let param = self
+            .cfg
+            .kubernetes
+            .as_ref()
+            .and_then(|k| k.addons_parameter.clone())
+            .ok_or_else(|| anyhow!("this node config names no add-ons parameter: `kube-aws node addons` runs on controllers"))?;
+        let Some(pointer) = crate::aws::node::ssm_parameter(&self.sdk, &param).await? else {
+            return Ok(format!("no add-ons: {param} is not set"));
+        };
+        let stamp = self.path(ADDONS_STAMP);
+        let fresh = std::fs::metadata(&stamp)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age < Duration::from_secs(3600));
+        if fresh && std::fs::read_to_string(&stamp).ok().as_deref() == Some(pointer.as_str()) {
+            return Ok(format!("add-ons up to date ({pointer})"));
+        }
+        let (key, sha) = pointer
+            .split_once(' ')
+            .ok_or_else(|| anyhow!("{param} is not `<s3 key> <sha256>`: {pointer}"))?;
+        let body = crate::aws::node::get_object(&self.sdk, &self.cfg.bucket, key).await?;
+        let got = crate::pki::envelope::sha256_hex(&body);
+        if got != sha {
+            bail!(
+                "s3://{}/{key} has sha256 {got}, not {sha}: refusing to apply it",
+                self.cfg.bucket
+            );
+        }
+        let bundle: crate::addons::Bundle = serde_json::from_slice(&body)
+            .with_context(|| format!("s3://{}/{key} is not an add-ons bundle", self.cfg.bucket))?;
+        let mut plain = std::collections::BTreeMap::new();
+        for f in bundle.secrets.iter().flat_map(|s| s.fill.values()) {
+            if !plain.contains_key(&f.file) {
+                plain.insert(f.file.clone(), self.decrypt(&f.file, &f.key).await?);
+            }
+        }
+        let secrets = bundle.filled_secrets(|file| {
+            plain
+                .get(file)
+                .cloned()
+                .ok_or_else(|| anyhow!("{file} was not decrypted"))
+        })?;
+        let (client, _) =
+            crate::deploy::addons::client(&self.path(plan::ADMIN_KUBECONFIG), None).await?;
+        let deadline = Instant::now() + timeout;
+        while let Err(e) = client.apiserver_version().await {
+            if Instant::now() > deadline {
+                bail!(
+                    "the API server did not answer within {}s: {e}",
+                    timeout.as_secs()
+                );
+            }
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+        let opts = crate::deploy::addons::ApplyOptions {
+            dry_run: false,
+            timeout,
+        };
+        let done = crate::deploy::addons::apply(
+            client,
+            "the local API server",
+            &bundle,
+            &secrets,
+            &opts,
+            |a| {
+                println!("  {} {}", a.object, a.outcome);
+            },
+        )
+        .await?;
+        drop(plain);
+        self.write(ADDONS_STAMP, 0o600, pointer.as_bytes())?;
+        Ok(format!("add-ons applied: {key} ({} objects)", done.len()))
+    }
+}

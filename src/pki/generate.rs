@@ -143,18 +143,68 @@ pub fn encryption_config() -> Result<String, getrandom::Error> {
     use base64::Engine;
     let mut key = [0u8; 32];
     getrandom::fill(&mut key)?;
-    let secret = base64::engine::general_purpose::STANDARD.encode(key);
-    Ok(format!(
-        "apiVersion: apiserver.config.k8s.io/v1\n\
-kind: EncryptionConfiguration\n\
-resources:\n\
-  - resources:\n\
-      - secrets\n\
-    providers:\n\
-      - secretbox:\n\
-          keys:\n\
-            - name: key1\n\
-              secret: {secret}\n\
-      - identity: {{}}\n"
+    Ok(encryption_config_with(
+        &base64::engine::general_purpose::STANDARD.encode(key),
     ))
+}
+
+/// The EncryptionConfiguration for a given base64 secretbox key
+/// (https://kubernetes.io/docs/tasks/administer-cluster/encrypt-data/).
+pub fn encryption_config_with(secret: &str) -> String {
+    [
+        "apiVersion: apiserver.config.k8s.io/v1",
+        "kind: EncryptionConfiguration",
+        "resources:",
+        "  - resources:",
+        "      - secrets",
+        "    providers:",
+        "      - secretbox:",
+        "          keys:",
+        "            - name: key1",
+        &format!("              secret: {secret}"),
+        "      - identity: {}",
+        "",
+    ]
+    .join("\n")
+}
+
+/// Earlier releases wrote the file with its indentation lost (invalid YAML, which the
+/// API server refuses). Returns the repaired file, same key, when `text` is such a file.
+pub fn repair_encryption_config(text: &str) -> Option<String> {
+    let parsed: Result<serde_yaml_ng::Value, _> = serde_yaml_ng::from_str(text);
+    let ok = parsed.ok().is_some_and(|v| {
+        v["resources"][0]["providers"][0]["secretbox"]["keys"][0]["secret"].is_string()
+    });
+    if ok {
+        return None;
+    }
+    let secret = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("secret: "))?
+        .trim();
+    Some(encryption_config_with(secret))
+}
+
+#[cfg(test)]
+mod encryption_config_tests {
+    #[test]
+    fn is_an_encryption_configuration_and_old_files_are_repaired() {
+        let text = super::encryption_config().expect("random");
+        let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).expect("valid YAML");
+        assert_eq!(v["kind"].as_str(), Some("EncryptionConfiguration"));
+        assert_eq!(v["resources"][0]["resources"][0].as_str(), Some("secrets"));
+        let key = v["resources"][0]["providers"][0]["secretbox"]["keys"][0]["secret"]
+            .as_str()
+            .expect("key")
+            .to_string();
+        assert!(v["resources"][0]["providers"][1]["identity"].is_mapping());
+        assert_eq!(super::repair_encryption_config(&text), None);
+        // What earlier releases wrote: every indent lost.
+        let flat: String = text
+            .lines()
+            .map(|l| format!("{}\n", l.trim_start()))
+            .collect();
+        let fixed = super::repair_encryption_config(&flat).expect("repaired");
+        assert_eq!(fixed, super::encryption_config_with(&key));
+    }
 }

@@ -168,6 +168,16 @@ pub fn render(
             generate::broker_token().map(|t| t + "\n")
         })?;
     }
+    // A file an earlier release wrote without its indentation is repaired, same key.
+    let enc_path = dir.join(ENCRYPTION_CONFIG);
+    if let Ok(text) = std::fs::read_to_string(&enc_path)
+        && let Some(fixed) = generate::repair_encryption_config(&text)
+    {
+        write_atomic(&enc_path, fixed.as_bytes(), SECRET_MODE).map_err(io(&enc_path))?;
+        report.notes.push(format!(
+            "repaired {ENCRYPTION_CONFIG}: it had lost its indentation (invalid YAML); the key is kept"
+        ));
+    }
     // Never replaced, not even with --force: a new key makes every Secret in etcd unreadable.
     secret_file(
         &dir,

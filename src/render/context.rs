@@ -9,7 +9,10 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 
 /// The etcd image, run as a static pod by a standalone kubelet on the etcd members.
-pub const ETCD_IMAGE: &str = "registry.k8s.io/etcd:3.5.21-0";
+/// kubeadm refuses an external etcd older than its MinExternalEtcdVersion, which the
+/// 1.31–1.34 release branches raised to 3.5.24-0 (kubernetes/kubernetes#134861,
+/// #135018–#135020; cmd/kubeadm/app/constants/constants.go).
+pub const ETCD_IMAGE: &str = "registry.k8s.io/etcd:3.5.24-0";
 /// Minor version of the standalone kubelet on etcd hosts. It only runs the etcd static
 /// pod and never joins the cluster, so it follows the etcd image, not kubernetesVersion:
 /// a Kubernetes upgrade never replaces the etcd members.

@@ -602,7 +602,6 @@ pub fn render(
         }
     }
     let lib_sh = templates.get("userdata/lib.sh").to_string();
-    let addons_py = templates.get("userdata/addons.py").to_string();
 
     let base = |ctx: &Ctx, files: &RoleFiles| -> Result<tera::Context, RenderError> {
         let mut c = tera::Context::from_serialize(ctx).map_err(|e| RenderError::Template {
@@ -622,7 +621,6 @@ pub fn render(
                 "worker": names(WORKER_SECRETS),
             }),
         );
-        c.insert("addons_py", &addons_py);
         c.insert("files", files);
         Ok(c)
     };

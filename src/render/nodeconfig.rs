@@ -21,9 +21,19 @@ pub(crate) fn build(
     files: &super::RoleFiles,
     pool: Option<&PoolCtx>,
 ) -> NodeConfig {
+    let cluster_ca = files
+        .public
+        .iter()
+        .find(|f| f.dest == "ca.crt")
+        .map(|f| f.pem.clone())
+        .unwrap_or_default();
     let public = files
         .public
         .iter()
+        // kubeadm join (worker) fails its preflight when ca.crt exists; it writes the CA
+        // it discovered itself (kubernetes/kubernetes cmd/kubeadm/app/preflight/checks.go,
+        // RunJoinNodeChecks: FileAvailableCheck on the CA path).
+        .filter(|f| !(role == Role::Worker && f.dest == "ca.crt"))
         .map(|f| PublicFile {
             path: format!("/etc/kubernetes/pki/{}", f.dest),
             content: f.pem.clone(),
@@ -53,6 +63,7 @@ pub(crate) fn build(
     let kubernetes = (role != Role::Etcd).then(|| KubernetesNode {
         control_plane_endpoint: format!("{}:{}", ctx.cluster.api_host, ctx.cluster.api_port),
         cert_sans: ctx.endpoints.iter().map(|e| e.dns_name.clone()).collect(),
+        cluster_ca: cluster_ca.clone(),
         service_cidr: ctx.cluster.service_cidr.clone(),
         pod_cidr: ctx.cluster.pod_cidr.clone(),
         dns_domain: ctx.cluster.domain.clone(),
@@ -93,6 +104,7 @@ pub(crate) fn build(
                 ctx.controller.count,
             ),
         }),
+        addons_parameter: (role == Role::Controller).then(|| ctx.addons.parameter.clone()),
     });
     let etcd_member = (role == Role::Etcd).then(|| EtcdMemberSpec {
         zone: ctx.etcd.zone.clone(),

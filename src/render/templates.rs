@@ -46,10 +46,6 @@ pub const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../userdata/cloud-config-worker.yaml"),
     ),
     ("userdata/lib.sh", include_str!("../../userdata/lib.sh")),
-    (
-        "userdata/addons.py",
-        include_str!("../../userdata/addons.py"),
-    ),
 ];
 
 /// The templates a render uses, by relative path.
