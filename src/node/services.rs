@@ -231,7 +231,10 @@ impl Agent {
         let (client, _) =
             crate::deploy::addons::client(&self.path(plan::ADMIN_KUBECONFIG), None).await?;
         let deadline = Instant::now() + timeout;
-        while let Err(e) = client.apiserver_version().await {
+        // Any answer from the API server means it is up; only a transport error waits.
+        while let Err(e @ (kube::Error::HyperError(_) | kube::Error::Service(_))) =
+            client.apiserver_version().await
+        {
             if Instant::now() > deadline {
                 bail!(
                     "the API server did not answer within {}s: {e}",

@@ -131,6 +131,16 @@ fn respond(
         query: query.clone(),
         content_type: content_type.clone(),
     });
+    // The server's version (https://kubernetes.io/docs/reference/using-api/health-checks/
+    // lists /version among the endpoints every API server serves).
+    if method == Method::GET && path == "/version" {
+        return Some(
+            axum::Json(
+                json!({"major": "1", "minor": "34", "gitVersion": "v1.34.2-kube-aws-standin"}),
+            )
+            .into_response(),
+        );
+    }
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     // (group/version, rest of the path)
     let (gv, rest) = match parts.as_slice() {
