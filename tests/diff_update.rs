@@ -570,6 +570,51 @@ async fn diff_matrix_then_targeted_update() {
         failures.join("\n")
     );
 
+    // A new kube-aws is a new node agent: every node rolls, and diff says why.
+    b.write(&b.base);
+    let other = b.dir.path().join("kube-aws-next");
+    std::fs::write(&other, "#!/bin/sh\n# another node agent build (test)\n").expect("binary");
+    let out = b.run(&[
+        "--node-binary",
+        &other.display().to_string(),
+        "diff",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let plan: Json = serde_json::from_slice(&out.stdout).expect("json");
+    let rolls = names(&plan, "rolls", "stack");
+    for want in [
+        "etcd",
+        "control-plane",
+        "node-pool/general",
+        "node-pool/ingress",
+        "node-pool/spot",
+    ] {
+        assert!(rolls.contains(want), "{want} does not roll: {rolls:?}");
+    }
+    let why = serde_json::to_string(&plan["rolls"]).expect("json");
+    assert!(why.contains("node agent changed (bin/kube-aws-"), "{why}");
+    let agent = plan["userdata"]
+        .as_array()
+        .expect("userdata")
+        .iter()
+        .find(|u| u["role"] == "node-agent")
+        .expect("the node agent entry");
+    assert!(
+        agent["diff"]
+            .as_str()
+            .expect("diff")
+            .contains("+bin/kube-aws-"),
+        "{agent}"
+    );
+    let out = b.run(&["--node-binary", &other.display().to_string(), "diff"]);
+    assert!(
+        text(&out.stdout).contains("# the kube-aws node agent: every node that runs it rolls"),
+        "{}",
+        text(&out.stdout)
+    );
+
     // The change-set path: CloudFormation is asked, and the change set is deleted.
     let mut v: Yaml = serde_yaml_ng::from_str(&b.base).expect("base");
     set(pool(&mut v, "general"), &["instanceType"], y("m6i.2xlarge"));

@@ -512,6 +512,36 @@ fn render_stack_copies_keeps_edits_diffs_and_exports() {
     );
     let d = common::text(&common::run_in(dir.path(), &["render", "stack", "--diff"]).stdout);
     assert!(d.contains("0 of 11 files differ"), "{d}");
+
+    // A copy an older kube-aws made and nobody edited (its content is the recorded
+    // built-in) is replaced by the new built-in; an edited one is kept.
+    let worker = dir.path().join("userdata/cloud-config-worker.yaml");
+    let older = "#cloud-config\n# the built-in of an older kube-aws\nruncmd: []\n";
+    std::fs::write(&worker, older).expect("older copy");
+    let record = dir.path().join(".kube-aws-templates");
+    let text = std::fs::read_to_string(&record).expect("record");
+    let rewritten: String = text
+        .lines()
+        .map(|l| {
+            if l.ends_with(" userdata/cloud-config-worker.yaml") {
+                format!(
+                    "{} userdata/cloud-config-worker.yaml\n",
+                    render::sha256_hex(older.as_bytes())
+                )
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    std::fs::write(&record, rewritten).expect("record");
+    let out = common::run_in(dir.path(), &["render", "stack"]);
+    assert!(out.status.success(), "{}", common::text(&out.stderr));
+    assert!(
+        common::text(&out.stdout).contains("updated userdata/cloud-config-worker.yaml"),
+        "{}",
+        common::text(&out.stdout)
+    );
+    assert_ne!(std::fs::read_to_string(&worker).expect("read"), older);
 }
 
 /// What every example must get right for a cluster to come up (the boot issue's

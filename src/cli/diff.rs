@@ -132,10 +132,14 @@ pub fn print_diffs(p: &Plan) {
         colour(&s.diff);
     }
     for u in &p.userdata {
-        println!(
-            "{}",
-            style(format!("# cloud-config {} ({:?})", u.role, u.action)).bold()
-        );
+        let what = if u.role == crate::plan::NODE_AGENT {
+            "the kube-aws node agent: every node that runs it rolls".to_string()
+        } else if let Some(r) = u.role.strip_suffix(crate::plan::NODE_CONFIG) {
+            format!("node config {r} (`kube-aws node plan` shows its steps)")
+        } else {
+            format!("cloud-config {}", u.role)
+        };
+        println!("{}", style(format!("# {what} ({:?})", u.action)).bold());
         colour(&u.diff);
     }
     for o in &p.addons {

@@ -154,6 +154,33 @@ fn credentials(cli: &Cli, a: &CredentialsArgs) -> Result {
     Ok(())
 }
 
+/// Where `render stack` records the sha256 of the built-in each local copy came from.
+pub const TEMPLATES_RECORD: &str = ".kube-aws-templates";
+
+fn read_record(path: &std::path::Path) -> std::collections::BTreeMap<String, String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once(' '))
+        .map(|(sha, rel)| (rel.trim().to_string(), sha.to_string()))
+        .collect()
+}
+
+fn write_record(
+    path: &std::path::Path,
+    record: &std::collections::BTreeMap<String, String>,
+) -> Result {
+    let mut text = String::from(
+        "# sha256 of the kube-aws built-in each local template was copied from (render stack\n# keeps it; a copy that still has this content is replaced by a newer built-in)\n",
+    );
+    for (rel, sha) in record {
+        text.push_str(&format!("{sha} {rel}\n"));
+    }
+    pki::store::write_atomic(path, text.as_bytes(), 0o644)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
 fn stack(cli: &Cli, a: &StackArgs) -> Result {
     use crate::render::templates::BUILTIN;
     if a.diff {
@@ -183,10 +210,24 @@ fn stack(cli: &Cli, a: &StackArgs) -> Result {
     }
     let cfg = crate::config::read(&cluster_yaml(cli))?;
     let (mut created, mut kept_edits, mut replaced) = (Vec::new(), Vec::new(), Vec::new());
+    let mut upgraded = Vec::new();
+    // sha256 of the built-in each local copy was made from: a copy that still has it is
+    // not an edit, so a new kube-aws replaces it with its own built-in.
+    let record_path = cli.dir.join(TEMPLATES_RECORD);
+    let mut record = read_record(&record_path);
     for (rel, builtin) in BUILTIN {
         let path = cli.dir.join(rel);
+        let builtin_sha = crate::render::sha256_hex(builtin.as_bytes());
         match std::fs::read_to_string(&path) {
             Ok(mine) if mine == *builtin => {}
+            Ok(mine)
+                if record.get(*rel).map(String::as_str)
+                    == Some(crate::render::sha256_hex(mine.as_bytes()).as_str()) =>
+            {
+                pki::store::write_atomic(&path, builtin.as_bytes(), 0o644)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                upgraded.push(rel.to_string());
+            }
             Ok(mine) if a.force => {
                 let orig = path.with_extension(format!(
                     "{}.orig",
@@ -210,6 +251,18 @@ fn stack(cli: &Cli, a: &StackArgs) -> Result {
             }
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         }
+        // A kept edit keeps the record of the built-in it was made from.
+        if !kept_edits.iter().any(|k| k == rel) {
+            record.insert(rel.to_string(), builtin_sha);
+        }
+    }
+    // Files a new release no longer has are left alone (nothing reads them any more).
+    write_record(&record_path, &record)?;
+    for u in &upgraded {
+        println!(
+            "updated {u} to kube-aws {}'s built-in (you had not edited it)",
+            env!("CARGO_PKG_VERSION")
+        );
     }
     if !created.is_empty() {
         println!(

@@ -93,6 +93,8 @@ pub async fn fetch_deployed(sdk: &SdkConfig, cfg: &Config, model: &Model) -> Res
         .nested
         .values()
         .flat_map(plan::userdata_keys)
+        // The node agent binaries are compared by key (a content hash), never fetched.
+        .filter(|k| !k.starts_with("bin/"))
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();

@@ -200,9 +200,22 @@ fn launch_template_reasons(
         }
         if k == "UserData" {
             let role = role_of_stack(stack);
+            let node_config = format!("{role}{}", super::NODE_CONFIG);
+            let before = out.len();
             if userdata.iter().any(|u| u.role == role) {
                 out.push(format!("cloud-config {role} changed"));
-            } else {
+            }
+            if userdata.iter().any(|u| u.role == node_config) {
+                out.push(format!("node config {role} changed"));
+            }
+            if let Some(agent) = userdata.iter().find(|u| u.role == super::NODE_AGENT) {
+                out.push(format!(
+                    "node agent changed ({} → {})",
+                    agent.deployed_key.as_deref().unwrap_or("none"),
+                    agent.rendered_key.as_deref().unwrap_or("none")
+                ));
+            }
+            if out.len() == before {
                 out.push("user data stub changed".into());
             }
         } else {

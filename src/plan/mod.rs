@@ -194,9 +194,19 @@ static HASHED: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^(?:stacks|userdata)/(.+)-[0-9a-f]{16}\.(?:json|yaml)$")
         .unwrap_or_else(|_| unreachable!())
 });
-static USERDATA_KEY: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"/(userdata/[A-Za-z0-9._-]+-[0-9a-f]{16}\.yaml)").unwrap_or_else(|_| unreachable!())
+static NODE_CONFIG_KEY: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^nodeconfig/(.+)-[0-9a-f]{16}\.json$").unwrap_or_else(|_| unreachable!())
 });
+/// What a user-data stub fetches: the cloud-config, the node config and the node agent.
+static USERDATA_KEY: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"/(userdata/[A-Za-z0-9._-]+-[0-9a-f]{16}\.yaml|nodeconfig/[A-Za-z0-9._-]+-[0-9a-f]{16}\.json|bin/kube-aws-[A-Za-z0-9._-]+-[0-9a-f]{16})")
+        .unwrap_or_else(|_| unreachable!())
+});
+
+/// The plan entry of the node agent binary (changes of any architecture's binary).
+pub const NODE_AGENT: &str = "node-agent";
+/// Suffix of the plan entry of a role's node config (`worker-general/node-config`).
+pub const NODE_CONFIG: &str = "/node-config";
 
 /// `stacks/node-pool-general-0123456789abcdef.json` → `node-pool/general`.
 pub fn stack_name_of_key(rel_key: &str) -> Option<String> {
@@ -210,6 +220,7 @@ pub fn stack_name_of_key(rel_key: &str) -> Option<String> {
 /// The stack whose instances run a cloud-config role: `worker-<pool>` → `node-pool/<pool>`,
 /// `controller` → `control-plane`, `etcd` → `etcd`.
 pub fn stack_of_role(role: &str) -> String {
+    let role = role.strip_suffix(NODE_CONFIG).unwrap_or(role);
     match role.strip_prefix("worker-") {
         Some(p) => format!("node-pool/{p}"),
         None if role == "controller" => "control-plane".into(),
@@ -584,12 +595,18 @@ pub fn plan(i: &Inputs) -> Plan {
     }
     stacks.extend(nested_plans);
 
-    // Cloud-configs: rendered role → key, deployed role → key (from the stubs).
+    // Cloud-configs and node configs: rendered role → key, deployed role → key (from
+    // the stubs); and the node agent binaries the stubs fetch.
     let mut deployed_cc: BTreeMap<String, String> = BTreeMap::new();
+    let mut deployed_bins: BTreeSet<String> = BTreeSet::new();
     for t in i.deployed.nested.values() {
         for k in userdata_keys(t) {
             if let Some(role) = HASHED.captures(&k).and_then(|c| c.get(1)) {
                 deployed_cc.insert(role.as_str().to_string(), k.clone());
+            } else if let Some(role) = NODE_CONFIG_KEY.captures(&k).and_then(|c| c.get(1)) {
+                deployed_cc.insert(format!("{}{NODE_CONFIG}", role.as_str()), k.clone());
+            } else if k.starts_with("bin/") {
+                deployed_bins.insert(k.clone());
             }
         }
     }
@@ -598,9 +615,12 @@ pub fn plan(i: &Inputs) -> Plan {
         .assets
         .assets
         .values()
-        .filter(|a| a.kind == Kind::CloudConfig)
+        .filter(|a| matches!(a.kind, Kind::CloudConfig | Kind::NodeConfig))
     {
-        let role = a.name.trim_start_matches("userdata/").to_string();
+        let role = match a.name.strip_prefix("nodeconfig/") {
+            Some(r) => format!("{r}{NODE_CONFIG}"),
+            None => a.name.trim_start_matches("userdata/").to_string(),
+        };
         let rel = a
             .key
             .strip_prefix(&format!("{}/", i.prefix))
@@ -609,6 +629,24 @@ pub fn plan(i: &Inputs) -> Plan {
         rendered_cc.insert(role, (rel, String::from_utf8_lossy(&a.body).into_owned()));
     }
     let mut userdata = Vec::new();
+    // A new kube-aws is a new node agent on every node whose stub fetches it: say so.
+    let rendered_bins: BTreeSet<String> = i.assets.binaries.iter().map(|b| b.rel_key()).collect();
+    if !deployed_bins.is_empty() && deployed_bins != rendered_bins {
+        let mut diff = String::from("--- deployed node agent\n+++ rendered node agent\n");
+        for k in deployed_bins.difference(&rendered_bins) {
+            diff.push_str(&format!("-{k}\n"));
+        }
+        for k in rendered_bins.difference(&deployed_bins) {
+            diff.push_str(&format!("+{k}\n"));
+        }
+        userdata.push(UserdataPlan {
+            role: NODE_AGENT.into(),
+            action: Action::Modify,
+            deployed_key: deployed_bins.iter().next().cloned(),
+            rendered_key: rendered_bins.iter().next().cloned(),
+            diff,
+        });
+    }
     let roles: BTreeSet<&String> = deployed_cc.keys().chain(rendered_cc.keys()).collect();
     for role in roles {
         if !in_target(&stack_of_role(role)) {

@@ -311,7 +311,7 @@ fn tera_error(template: &str, source: &str, e: &tera::Error) -> RenderError {
             template: template.to_string(),
             line,
             message: format!(
-                "variable `{var}` is not defined\n  fix: check its spelling; `kube-aws render stack --diff` shows your edits to the built-in template"
+                "variable `{var}` is not defined\n  fix: check its spelling; `kube-aws render stack --diff` shows how your copy differs from the built-in template. A copy made by an older kube-aws and never recorded may need `kube-aws render stack --force` (yours is kept as .orig)"
             ),
         };
     }
