@@ -712,3 +712,90 @@ fn the_cluster_objects_are_valid_kubernetes_for_1_31_and_1_34() {
         files.len()
     );
 }
+
+/// `cni.provider: amazon-vpc`: the pinned AWS VPC CNI manifest, the kubelet's ECR
+/// credential provider (pinned per architecture), `--max-pods` from the ENI limits, the
+/// VPC as the pod range, and the CNI's IAM permissions on controllers and workers; the
+/// templates still pass cfn-lint.
+#[test]
+fn the_aws_vpc_cni_is_a_choice() {
+    let mut cfg = example("minimal");
+    cfg.cni.provider = kube_aws::config::types::CniProvider::AmazonVpc;
+    let a = render_cfg(&cfg);
+    let node = |n: &str| -> serde_json::Value {
+        serde_json::from_slice(&a.assets[&format!("nodeconfig/{n}")].body).expect("json")
+    };
+    let c = node("controller");
+    assert_eq!(
+        c["kubernetes"]["clusterAddons"]["cni"]["name"],
+        "amazon-vpc-cni"
+    );
+    assert_eq!(
+        c["kubernetes"]["clusterAddons"]["cni"]["sha256"],
+        kube_aws::node::manifests::VPC_CNI_SHA256
+    );
+    assert_eq!(c["kubernetes"]["podCidr"], "10.0.0.0/16");
+    for role in ["controller", "worker-general"] {
+        let v = node(role);
+        let p = &v["kubernetes"]["vpcCni"]["credentialProvider"];
+        assert_eq!(
+            p["amd64"]["sha256"].as_str().map(str::len),
+            Some(64),
+            "{role}"
+        );
+        assert!(
+            p["arm64"]["url"]
+                .as_str()
+                .expect("url")
+                .ends_with("linux-arm64"),
+            "{role}"
+        );
+        let cfg: kube_aws::node::config::NodeConfig =
+            serde_json::from_value(v.clone()).expect("node config");
+        let obs = kube_aws::node::kubeadm::Observed {
+            node_name: "ip-10-0-1-5.ec2.internal".into(),
+            ip: "10.0.1.5".into(),
+            bootstrap_token: "abcdef.0123456789abcdef".into(),
+            ca_cert_hash: "sha256:00".into(),
+            max_pods: Some(29),
+        };
+        let steps = serde_json::to_string(&kube_aws::node::plan::plan(&cfg, &obs)).expect("json");
+        for want in [
+            "ecr-credential-provider",
+            "credential-provider.conf",
+            "image-credential-provider-config",
+            "name: max-pods\\n",
+            "value: '29'",
+            "*.dkr.ecr.*.amazonaws.com",
+        ] {
+            assert!(steps.contains(want), "{role}: {want}\n{steps}");
+        }
+    }
+    for stack in ["stack/control-plane", "stack/node-pool/general"] {
+        let t = String::from_utf8_lossy(&a.assets[stack].body).to_string();
+        assert!(
+            t.contains("ec2:AssignPrivateIpAddresses") && t.contains("ecr:GetAuthorizationToken"),
+            "{stack}"
+        );
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    let files: Vec<PathBuf> = export(&a, dir.path())
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("stack__"))
+        })
+        .collect();
+    let out = Command::new(common::venv_bin("cfn-lint"))
+        .args(["--format", "parseable", "--regions", &cfg.region])
+        .args(&files)
+        .output()
+        .expect("cfn-lint");
+    let findings = common::text(&out.stdout);
+    assert!(
+        findings
+            .lines()
+            .all(|l| !l.split(':').nth(5).unwrap_or_default().starts_with('E')),
+        "{findings}"
+    );
+}

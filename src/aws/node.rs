@@ -249,3 +249,27 @@ pub async fn instance_tags(
     }
     Ok(tags)
 }
+
+/// (ENIs, IPv4 addresses per ENI) of an instance type (ec2:DescribeInstanceTypes).
+pub async fn eni_limits(sdk: &SdkConfig, instance_type: &str) -> Result<(u32, u32)> {
+    let out = super::ec2(sdk)
+        .describe_instance_types()
+        .instance_types(aws_sdk_ec2::types::InstanceType::from(instance_type))
+        .send()
+        .await
+        .map_err(|e| {
+            anyhow!(
+                "DescribeInstanceTypes {instance_type}: {}",
+                super::describe(&e)
+            )
+        })?;
+    let n = out
+        .instance_types()
+        .first()
+        .and_then(|t| t.network_info())
+        .ok_or_else(|| anyhow!("EC2 reports no network limits for {instance_type}"))?;
+    Ok((
+        n.maximum_network_interfaces().unwrap_or(1).max(1) as u32,
+        n.ipv4_addresses_per_interface().unwrap_or(1).max(1) as u32,
+    ))
+}

@@ -226,6 +226,11 @@ fn plan_cmd(cli: &Cli, p: &PlanArgs) -> Result {
         ip: "10.0.1.23".into(),
         bootstrap_token: "<credentials/kubelet-bootstrap-token>".into(),
         ca_cert_hash: ca,
+        max_pods: cfg
+            .kubernetes
+            .as_ref()
+            .and_then(|k| k.vpc_cni.as_ref())
+            .map(|_| 17),
     };
     let steps = plan::plan(&cfg, &obs);
     if p.output == Output::Json {
@@ -275,6 +280,18 @@ fn plan_cmd(cli: &Cli, p: &PlanArgs) -> Result {
                 )
             }
             Action::Run { argv } => println!("{n:>3}. [{phase}] run {}", argv.join(" ")),
+            Action::Fetch {
+                by_arch,
+                path,
+                mode,
+            } => {
+                println!(
+                    "{n:>3}. [{phase}] fetch {path} ({mode:o}), the node's architecture's of:"
+                );
+                for (arch, a) in by_arch {
+                    println!("       {arch}: {} {} sha256 {}", a.url, a.version, a.sha256);
+                }
+            }
             Action::DataVolume { mount, label } => println!(
                 "{n:>3}. [{phase}] data volume: the unmounted EBS disk, formatted ext4 ({label}) if blank, mounted at {mount}"
             ),

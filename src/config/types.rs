@@ -86,7 +86,9 @@ pub struct Config {
 #[serde(rename_all = "camelCase")]
 #[schemars(deny_unknown_fields)]
 pub struct Cni {
-    /// `calico` (the default; enforces NetworkPolicy, IP-in-IP between nodes).
+    /// `calico` (the default; enforces NetworkPolicy, IP-in-IP between nodes) or
+    /// `amazon-vpc` (the AWS VPC CNI: pods get VPC addresses; NetworkPolicy is not
+    /// enforced; `podCIDR` is then unused and pods take addresses of the node subnets).
     #[serde(default)]
     pub provider: CniProvider,
     /// Where to fetch the manifest instead of its upstream release URL, for example a
@@ -100,6 +102,7 @@ pub struct Cni {
 pub enum CniProvider {
     #[default]
     Calico,
+    AmazonVpc,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -36,6 +36,8 @@ pub struct Identity {
     pub region: String,
     /// Its EC2 tags (the resource to signal, the etcd member name).
     pub tags: std::collections::BTreeMap<String, String>,
+    /// With the VPC CNI: the pods its ENIs can address.
+    pub max_pods: Option<u32>,
 }
 
 pub struct Agent {
@@ -74,6 +76,14 @@ impl Agent {
                 .ok_or_else(|| anyhow!("instance {instance_id} has no kube-aws:etcd-member tag"))?,
             _ => imds.require("meta-data/local-hostname").await?,
         };
+        let vpc_cni = cfg.kubernetes.as_ref().is_some_and(|k| k.vpc_cni.is_some());
+        let max_pods = if vpc_cni {
+            let t = imds.require("meta-data/instance-type").await?;
+            let (enis, ips) = crate::aws::node::eni_limits(&sdk, &t).await?;
+            Some(super::manifests::vpc_cni_max_pods(enis, ips))
+        } else {
+            None
+        };
         Ok(Agent {
             cfg,
             opts,
@@ -85,6 +95,7 @@ impl Agent {
                 ip,
                 region,
                 tags,
+                max_pods,
             },
         })
     }
@@ -213,6 +224,7 @@ impl Agent {
             ip: self.me.ip.clone(),
             bootstrap_token: token,
             ca_cert_hash,
+            max_pods: self.me.max_pods,
         })
     }
 
@@ -530,6 +542,21 @@ impl Agent {
             } => self.write(path, *mode, content.as_bytes()),
             Action::Secret { name, key, path } => self.secret(name, key, path).await,
             Action::Run { argv } => self.run_retrying(argv).await.map(|_| ()),
+            Action::Fetch {
+                by_arch,
+                path,
+                mode,
+            } => {
+                let arch = match std::env::consts::ARCH {
+                    "aarch64" => "arm64",
+                    _ => "amd64",
+                };
+                let a = by_arch
+                    .get(arch)
+                    .ok_or_else(|| anyhow!("no {path} is pinned for {arch}"))?;
+                let body = self.fetch_artifact(a).await?;
+                self.write(path, *mode, &body)
+            }
             Action::DataVolume { mount, label } => self.data_volume(mount, label).await,
             Action::ControlPlane {
                 lock_key,
@@ -556,6 +583,7 @@ impl Agent {
             ip: self.me.ip.clone(),
             bootstrap_token: String::new(),
             ca_cert_hash: String::new(),
+            max_pods: self.me.max_pods,
         };
         let first = plan::plan(&self.cfg, &placeholder);
         let secrets: Vec<&Step> = first.iter().filter(|s| s.phase == Phase::Secrets).collect();

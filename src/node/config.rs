@@ -99,6 +99,10 @@ pub struct KubernetesNode {
     /// CNI first, fetched from its pinned URL and checked against its sha256).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_addons: Option<ClusterAddons>,
+    /// With the AWS VPC CNI: the kubelet's ECR credential provider (its images are in
+    /// ECR), and `--max-pods` from the instance type's ENI limits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vpc_cni: Option<VpcCni>,
     /// Controllers: the SSM parameter through which the add-ons stack says where the
     /// add-ons bundle is (`<s3 key> <sha256>`; absent when no add-on is on). Its name
     /// does not depend on the add-ons, so switching them rolls no node.
@@ -129,6 +133,13 @@ pub struct ClusterAddons {
     /// Objects kube-aws writes itself (cloud-controller-manager, EBS CSI driver, RBAC of
     /// the drainer), as Kubernetes JSON.
     pub objects: Vec<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VpcCni {
+    /// `ecr-credential-provider`, by architecture (`amd64`, `arm64`).
+    pub credential_provider: BTreeMap<String, Artifact>,
 }
 
 /// An upstream file fetched at boot, accepted only with this sha256.

@@ -196,8 +196,12 @@ pub struct Observed {
     pub bootstrap_token: String,
     /// `sha256:<hex>` of the cluster CA's public key (SubjectPublicKeyInfo, DER).
     pub ca_cert_hash: String,
+    /// With the VPC CNI: the pods this instance type's ENIs can address.
+    pub max_pods: Option<u32>,
 }
 
+pub const ECR_PROVIDER_CONFIG: &str = "/var/lib/kubelet/credential-provider.conf";
+pub const ECR_PROVIDER_DIR: &str = "/usr/local/bin";
 pub const CRI_SOCKET: &str = "unix:///run/containerd/containerd.sock";
 pub const API_BIND_PORT: u16 = 6443;
 pub const CONTROL_PLANE_TAINT: &str = "node-role.kubernetes.io/control-plane";
@@ -227,6 +231,15 @@ fn registration(k: &KubernetesNode, obs: &Observed, control_plane: bool) -> Node
     if !k.labels.is_empty() {
         let labels: Vec<String> = k.labels.iter().map(|(a, b)| format!("{a}={b}")).collect();
         extra.push(arg("node-labels", &labels.join(",")));
+    }
+    if k.vpc_cni.is_some() {
+        // The VPC CNI's images are in ECR: the kubelet asks the credential provider
+        // (https://kubernetes.io/docs/tasks/administer-cluster/kubelet-credential-provider/).
+        extra.push(arg("image-credential-provider-config", ECR_PROVIDER_CONFIG));
+        extra.push(arg("image-credential-provider-bin-dir", ECR_PROVIDER_DIR));
+        if let Some(n) = obs.max_pods {
+            extra.push(arg("max-pods", &n.to_string()));
+        }
     }
     NodeRegistration {
         name: obs.node_name.clone(),

@@ -500,3 +500,69 @@ pub const CALICO_VERSION: &str = "v3.30.7";
 pub const CALICO_URL: &str =
     "https://raw.githubusercontent.com/projectcalico/calico/v3.30.7/manifests/calico.yaml";
 pub const CALICO_SHA256: &str = "ed105288f27c7ba4cae143bcaa3f6425f02d84fa94a4786cc8e3d371412c1a36";
+
+/// The AWS VPC CNI v1.23.0: `config/master/aws-k8s-cni.yaml` at that tag of
+/// aws/amazon-vpc-cni-k8s (12,160 bytes). Its images are in Amazon's private ECR
+/// (602401143452.dkr.ecr.us-west-2.amazonaws.com), so kubelets need ECR credentials (the
+/// credential provider below). Network policy is off in it
+/// (`enable-network-policy-controller: "false"`; docs/network-policy-faq.md).
+pub const VPC_CNI_VERSION: &str = "v1.23.0";
+pub const VPC_CNI_URL: &str = "https://raw.githubusercontent.com/aws/amazon-vpc-cni-k8s/v1.23.0/config/master/aws-k8s-cni.yaml";
+pub const VPC_CNI_SHA256: &str = "3a932385c0db788d8b080b8a9ea262681ed2b564bcc764f95e5b886bdf8494ab";
+
+/// kubelet's ECR credential provider (kubernetes/cloud-provider-aws), v1.31.7, the
+/// version and sha256 kubernetes/kops pins in pkg/assets/assetdata/ecr.yaml.
+pub const ECR_PROVIDER_VERSION: &str = "v1.31.7";
+pub const ECR_PROVIDER: &[(&str, &str)] = &[
+    (
+        "amd64",
+        "7644623e4ec9ad443ab352a8a5800a5180ee28741288be805286ba72bb8e7164",
+    ),
+    (
+        "arm64",
+        "1980e3a038cb16da48a137743b31fb81de6c0b59fa06c206c2bc20ce0a52f849",
+    ),
+];
+
+pub fn ecr_provider_url(arch: &str) -> String {
+    format!(
+        "https://artifacts.k8s.io/binaries/cloud-provider-aws/{ECR_PROVIDER_VERSION}/linux/{arch}/ecr-credential-provider-linux-{arch}"
+    )
+}
+
+/// The kubelet's CredentialProviderConfig for ECR (kubelet.config.k8s.io/v1; the ECR
+/// host patterns kops writes, nodeup/pkg/model/kubelet.go).
+pub fn ecr_provider_config(region: &str) -> String {
+    serde_yaml_ng::to_string(&json!({
+        "apiVersion": "kubelet.config.k8s.io/v1",
+        "kind": "CredentialProviderConfig",
+        "providers": [{
+            "name": "ecr-credential-provider",
+            "apiVersion": "credentialprovider.kubelet.k8s.io/v1",
+            "matchImages": ["*.dkr.ecr.*.amazonaws.com", "*.dkr.ecr.*.amazonaws.com.cn",
+                "*.dkr.ecr-fips.*.amazonaws.com"],
+            "defaultCacheDuration": "12h",
+            "args": ["get-credentials"],
+            "env": [{"name": "AWS_REGION", "value": region}]
+        }]
+    }))
+    .unwrap_or_default()
+}
+
+/// `--max-pods` with the VPC CNI: every pod takes a secondary address of an ENI, so a
+/// node holds at most ENIs × (addresses per ENI − 1) + 2 pods (the amazon-vpc-cni-k8s
+/// README's formula, capped at the kubelet's default 110 as kops does).
+pub fn vpc_cni_max_pods(enis: u32, ips_per_eni: u32) -> u32 {
+    (enis * ips_per_eni.saturating_sub(1) + 2).min(110)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn max_pods_follow_the_eni_limits() {
+        // t3.medium: 3 ENIs × 6 addresses; m5.large: 3 × 10; c5.18xlarge: 15 × 50.
+        assert_eq!(super::vpc_cni_max_pods(3, 6), 17);
+        assert_eq!(super::vpc_cni_max_pods(3, 10), 29);
+        assert_eq!(super::vpc_cni_max_pods(15, 50), 110);
+    }
+}

@@ -54,6 +54,13 @@ pub enum Action {
     },
     /// Run a command through the command seam; a non-zero exit fails the bootstrap.
     Run { argv: Vec<String> },
+    /// Download an upstream file (the one for this node's CPU architecture), refused
+    /// unless its sha256 is the pinned one.
+    Fetch {
+        by_arch: std::collections::BTreeMap<String, super::config::Artifact>,
+        path: String,
+        mode: u32,
+    },
     /// etcd hosts: find the data volume, format it when blank, mount it.
     DataVolume { mount: String, label: String },
     /// Controllers: take the init lock in etcd, then `kubeadm init` with `init` or
@@ -279,6 +286,22 @@ pub fn plan(cfg: &NodeConfig, obs: &Observed) -> Vec<Step> {
                 ],
             ));
             if let Some(k) = &cfg.kubernetes {
+                if let Some(vpc) = &k.vpc_cni {
+                    v.push(step(
+                        Phase::Runtime,
+                        Action::Fetch {
+                            by_arch: vpc.credential_provider.clone(),
+                            path: format!("{}/ecr-credential-provider", kubeadm::ECR_PROVIDER_DIR),
+                            mode: 0o755,
+                        },
+                    ));
+                    v.push(write(
+                        Phase::Runtime,
+                        kubeadm::ECR_PROVIDER_CONFIG,
+                        0o644,
+                        super::manifests::ecr_provider_config(&cfg.region),
+                    ));
+                }
                 let controller = cfg.role == Role::Controller;
                 if controller {
                     v.push(step(

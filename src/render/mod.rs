@@ -610,6 +610,10 @@ pub fn render(
             message: e.to_string(),
         })?;
         c.insert("lib_sh", &lib_sh);
+        c.insert(
+            "vpc_cni",
+            &(cfg.cni.provider == crate::config::types::CniProvider::AmazonVpc),
+        );
         // The secrets each role may decrypt: its KMS permission names exactly these
         // files in the encryption context, so a worker cannot obtain a CA key.
         let names = |l: &[(&str, &str)]| l.iter().map(|(f, _)| f.to_string()).collect::<Vec<_>>();

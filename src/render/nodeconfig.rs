@@ -4,9 +4,10 @@
 
 use super::context::{Ctx, PoolCtx};
 use crate::config::Config;
+use crate::config::types::CniProvider;
 use crate::node::config::{
     API_VERSION, Artifact, ClusterAddons, Drain, EtcdMemberSpec, KubernetesNode, NodeConfig,
-    NodeTaint, PublicFile, Role, SecretRef,
+    NodeTaint, PublicFile, Role, SecretRef, VpcCni,
 };
 use crate::node::manifests;
 
@@ -65,7 +66,13 @@ pub(crate) fn build(
         cert_sans: ctx.endpoints.iter().map(|e| e.dns_name.clone()).collect(),
         cluster_ca: cluster_ca.clone(),
         service_cidr: ctx.cluster.service_cidr.clone(),
-        pod_cidr: ctx.cluster.pod_cidr.clone(),
+        // With the VPC CNI pods take VPC addresses: the VPC is the cluster's pod range
+        // (kube-proxy then does not masquerade pod traffic to Services).
+        pod_cidr: if cfg.cni.provider == CniProvider::AmazonVpc {
+            ctx.network.vpc_cidr.clone()
+        } else {
+            ctx.cluster.pod_cidr.clone()
+        },
         dns_domain: ctx.cluster.domain.clone(),
         etcd_endpoints: if role == Role::Controller {
             ctx.etcd
@@ -105,6 +112,22 @@ pub(crate) fn build(
             ),
         }),
         addons_parameter: (role == Role::Controller).then(|| ctx.addons.parameter.clone()),
+        vpc_cni: (cfg.cni.provider == CniProvider::AmazonVpc).then(|| VpcCni {
+            credential_provider: manifests::ECR_PROVIDER
+                .iter()
+                .map(|(arch, sha)| {
+                    (
+                        arch.to_string(),
+                        Artifact {
+                            name: "ecr-credential-provider".into(),
+                            version: manifests::ECR_PROVIDER_VERSION.into(),
+                            url: manifests::ecr_provider_url(arch),
+                            sha256: sha.to_string(),
+                        },
+                    )
+                })
+                .collect(),
+        }),
     });
     let etcd_member = (role == Role::Etcd).then(|| EtcdMemberSpec {
         zone: ctx.etcd.zone.clone(),
@@ -132,16 +155,27 @@ pub(crate) fn build(
 
 /// The pinned CNI manifest, or the user's mirror of it.
 pub fn cni(cfg: &Config) -> Artifact {
-    let (url, sha256) = match &cfg.cni.manifest {
-        Some(m) => (m.url.clone(), m.sha256.to_ascii_lowercase()),
-        None => (
-            manifests::CALICO_URL.to_string(),
-            manifests::CALICO_SHA256.to_string(),
+    let (name, version, url, sha) = match cfg.cni.provider {
+        CniProvider::Calico => (
+            "calico",
+            manifests::CALICO_VERSION,
+            manifests::CALICO_URL,
+            manifests::CALICO_SHA256,
+        ),
+        CniProvider::AmazonVpc => (
+            "amazon-vpc-cni",
+            manifests::VPC_CNI_VERSION,
+            manifests::VPC_CNI_URL,
+            manifests::VPC_CNI_SHA256,
         ),
     };
+    let (url, sha256) = match &cfg.cni.manifest {
+        Some(m) => (m.url.clone(), m.sha256.to_ascii_lowercase()),
+        None => (url.to_string(), sha.to_string()),
+    };
     Artifact {
-        name: "calico".into(),
-        version: manifests::CALICO_VERSION.into(),
+        name: name.into(),
+        version: version.into(),
         url,
         sha256,
     }
