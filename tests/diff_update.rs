@@ -601,18 +601,20 @@ async fn diff_matrix_then_targeted_update() {
         .iter()
         .find(|u| u["role"] == "node-agent")
         .expect("the node agent entry");
+    let (from, to) = (
+        agent["deployed_key"].as_str().expect("deployed key"),
+        agent["rendered_key"].as_str().expect("rendered key"),
+    );
     assert!(
-        agent["diff"]
-            .as_str()
-            .expect("diff")
-            .contains("+bin/kube-aws-"),
+        from.starts_with("bin/kube-aws-") && to.starts_with("bin/kube-aws-") && from != to,
         "{agent}"
     );
     let out = b.run(&["--node-binary", &other.display().to_string(), "diff"]);
+    let shown = text(&out.stdout);
     assert!(
-        text(&out.stdout).contains("# the kube-aws node agent: every node that runs it rolls"),
-        "{}",
-        text(&out.stdout)
+        shown.contains("# the kube-aws node agent: every node that runs it rolls")
+            && shown.contains(&format!("+{to}")),
+        "{shown}"
     );
 
     // The change-set path: CloudFormation is asked, and the change set is deleted.

@@ -163,11 +163,13 @@ async fn setup(rt: &tokio::runtime::Runtime) -> (Bed, FakeApi, Vec<Value>) {
         ],
     );
     let yaml = bed.dir.path().join("cluster.yaml");
-    let mut c = std::fs::read_to_string(&yaml).expect("cluster.yaml");
-    c.push_str(&format!(
-        "cni:\n  manifest:\n    url: {url}\n    sha256: {sha}\n"
-    ));
-    std::fs::write(&yaml, c).expect("cluster.yaml");
+    // The CNI from its mirror (cluster.yaml `cni.manifest`), as a user without egress sets it.
+    let mut v: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(&yaml).expect("cluster.yaml"))
+            .expect("yaml");
+    v["cni"]["manifest"] =
+        serde_yaml_ng::from_str(&format!("{{url: \"{url}\", sha256: \"{sha}\"}}")).expect("yaml");
+    std::fs::write(&yaml, serde_yaml_ng::to_string(&v).expect("yaml")).expect("cluster.yaml");
     ok(&bed, &["render", "credentials", "--generate-ca"]);
     let started = Instant::now();
     let up = ok(&bed, &["up"]);
