@@ -768,6 +768,32 @@ fn nodes_boot_in_order_one_controller_inits_and_failures_signal_at_once() {
         );
     }
 
+    // A secret that cannot be fetched (its ciphertext is not where the node config
+    // says) fails the secrets step.
+    let sx = node(&bed, &mut kill, "", "", "WorkerGroup");
+    run_stub(&bed, &sx, "worker-general");
+    let cfg_path = sx.root.join("etc/kube-aws/node.json");
+    let broken = std::fs::read_to_string(&cfg_path)
+        .expect("node config")
+        .replace(
+            "credentials/kubelet-bootstrap-token-",
+            "credentials/missing-",
+        );
+    std::fs::write(&cfg_path, broken).expect("node config");
+    let t = Instant::now();
+    let o = bootstrap(&bed, &sx, None).wait_with_output().expect("sx");
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("credentials/missing-"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert_eq!(signal_of(&bed, &sx.id), ["FAILURE"]);
+    eprintln!(
+        "rehearsal: a missing secret → FAILURE in {:.2}s",
+        t.elapsed().as_secs_f64()
+    );
+
     // A fetch that does not match its sha256: the stub itself signals FAILURE (it reads
     // which resource to signal from the instance's tags, ec2:DescribeTags).
     let sf = node(&bed, &mut kill, "", "", "WorkerGroup");

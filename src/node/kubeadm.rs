@@ -383,3 +383,118 @@ pub fn init_file(cfg: &NodeConfig, k: &KubernetesNode, obs: &Observed) -> String
 pub fn join_file(k: &KubernetesNode, obs: &Observed, control_plane: bool) -> String {
     yaml_documents(&[serde_json::to_value(join(k, obs, control_plane)).unwrap_or_default()])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::config::{KubernetesNode, NodeTaint};
+
+    fn node() -> KubernetesNode {
+        KubernetesNode {
+            control_plane_endpoint: "api.internal:6443".into(),
+            cert_sans: vec!["k8s.example.com".into(), "api.internal".into()],
+            cluster_ca: String::new(),
+            service_cidr: "10.3.0.0/24".into(),
+            pod_cidr: "10.2.0.0/16".into(),
+            dns_domain: "cluster.local".into(),
+            etcd_endpoints: vec!["https://etcd-0.x:2379".into()],
+            labels: [("tier".to_string(), "web".to_string())].into(),
+            taints: vec![NodeTaint {
+                key: "dedicated".into(),
+                value: "web".into(),
+                effect: "NoSchedule".into(),
+            }],
+            drain: None,
+            cluster_addons: None,
+            vpc_cni: None,
+            addons_parameter: None,
+        }
+    }
+
+    fn obs() -> Observed {
+        Observed {
+            node_name: "ip-10-0-1-5.ec2.internal".into(),
+            ip: "10.0.1.5".into(),
+            bootstrap_token: "abcdef.0123456789abcdef".into(),
+            ca_cert_hash: "sha256:ab".into(),
+            max_pods: None,
+        }
+    }
+
+    #[test]
+    fn join_documents_name_the_node_and_pin_the_ca() {
+        let worker = serde_json::to_value(join(&node(), &obs(), false)).expect("json");
+        assert_eq!(
+            worker["nodeRegistration"]["name"],
+            "ip-10-0-1-5.ec2.internal"
+        );
+        assert_eq!(
+            worker["discovery"]["bootstrapToken"]["caCertHashes"][0],
+            "sha256:ab"
+        );
+        assert!(worker.get("controlPlane").is_none());
+        // The pool's taint only: a worker is not tainted as control plane.
+        assert_eq!(
+            worker["nodeRegistration"]["taints"]
+                .as_array()
+                .map(Vec::len),
+            Some(1)
+        );
+        let args = &worker["nodeRegistration"]["kubeletExtraArgs"];
+        assert!(
+            args.as_array()
+                .expect("args")
+                .iter()
+                .any(|a| a["name"] == "cloud-provider" && a["value"] == "external")
+        );
+        assert!(
+            args.as_array()
+                .expect("args")
+                .iter()
+                .any(|a| a["name"] == "node-labels" && a["value"] == "tier=web")
+        );
+        let cp = serde_json::to_value(join(&node(), &obs(), true)).expect("json");
+        assert_eq!(
+            cp["controlPlane"]["localAPIEndpoint"]["advertiseAddress"],
+            "10.0.1.5"
+        );
+        assert!(
+            cp["nodeRegistration"]["taints"]
+                .as_array()
+                .expect("taints")
+                .iter()
+                .any(|t| t["key"] == CONTROL_PLANE_TAINT)
+        );
+    }
+
+    #[test]
+    fn init_documents_are_v1beta4_with_external_etcd_and_no_anonymous_auth_flag() {
+        let cfg: NodeConfig = serde_json::from_value(serde_json::json!({
+            "apiVersion": "node.kube-aws.io/v1", "role": "controller", "cluster": "demo",
+            "region": "us-east-1", "bucket": "b", "prefix": "p/demo", "kubernetesVersion": "1.34.2",
+            "kubernetesMinor": "1.34", "files": [], "secrets": [], "readyTimeoutSeconds": 600
+        }))
+        .expect("node config");
+        let text = init_file(&cfg, &node(), &obs());
+        let docs: Vec<serde_json::Value> = serde_yaml_ng::Deserializer::from_str(&text)
+            .map(|d| <serde_json::Value as serde::Deserialize>::deserialize(d).expect("yaml"))
+            .collect();
+        assert_eq!(docs.len(), 3);
+        assert_eq!(docs[0]["kind"], "InitConfiguration");
+        assert_eq!(docs[0]["apiVersion"], KUBEADM_API);
+        assert_eq!(
+            docs[0]["bootstrapTokens"][0]["token"],
+            "abcdef.0123456789abcdef"
+        );
+        assert_eq!(docs[1]["kind"], "ClusterConfiguration");
+        assert_eq!(docs[1]["kubernetesVersion"], "v1.34.2");
+        assert_eq!(docs[1]["apiServer"]["certSANs"][0], "k8s.example.com");
+        assert_eq!(
+            docs[1]["etcd"]["external"]["endpoints"][0],
+            "https://etcd-0.x:2379"
+        );
+        assert!(!text.contains("anonymous-auth"));
+        assert_eq!(docs[2]["kind"], "KubeletConfiguration");
+        assert_eq!(docs[2]["serverTLSBootstrap"], true);
+    }
+}

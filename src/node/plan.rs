@@ -338,33 +338,17 @@ pub fn plan(cfg: &NodeConfig, obs: &Observed) -> Vec<Step> {
             }
         }
     }
-    match cfg.role {
-        Role::Controller => {
-            v.push(run(Phase::Services, &["systemctl", "daemon-reload"]));
-            v.push(run(
-                Phase::Services,
-                &[
-                    "systemctl",
-                    "enable",
-                    "--now",
-                    "kube-aws-addons.timer",
-                    "kube-aws-csr-approver.service",
-                ],
-            ));
-        }
-        Role::Worker => {
-            v.push(run(Phase::Services, &["systemctl", "daemon-reload"]));
-            v.push(run(
-                Phase::Services,
-                &[
-                    "systemctl",
-                    "enable",
-                    "--now",
-                    "kube-aws-node-watch.service",
-                ],
-            ));
-        }
-        Role::Etcd => {}
+    // The agent's own units, defined in the role's cloud-config.
+    let units: &[&str] = match cfg.role {
+        Role::Controller => &["kube-aws-addons.timer", "kube-aws-csr-approver.service"],
+        Role::Worker => &["kube-aws-node-watch.service"],
+        Role::Etcd => &[],
+    };
+    if !units.is_empty() {
+        v.push(run(Phase::Services, &["systemctl", "daemon-reload"]));
+        let mut enable = vec!["systemctl", "enable", "--now"];
+        enable.extend_from_slice(units);
+        v.push(run(Phase::Services, &enable));
     }
     v.push(step(Phase::Signal, Action::Signal));
     v
