@@ -317,3 +317,56 @@ fn version_and_help() {
         );
     }
 }
+
+/// A Graviton pool needs an arm64 node agent: `validate` names the pool and the flag;
+/// with `--node-binary-arm64` it passes, and `node plan` prints that pool's steps.
+#[test]
+fn validate_names_a_pool_whose_architecture_has_no_node_binary() {
+    let dir = tempfile::tempdir().expect("tmp");
+    assert!(run_in(dir.path(), INIT).status.success());
+    let yaml = dir.path().join("cluster.yaml");
+    let mut v: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(&yaml).expect("read")).expect("yaml");
+    v["worker"]["nodePools"][0]["instanceType"] = "m7g.large".into();
+    std::fs::write(&yaml, serde_yaml_ng::to_string(&v).expect("yaml")).expect("write");
+    assert!(
+        run_in(dir.path(), &["render", "credentials", "--generate-ca"])
+            .status
+            .success()
+    );
+    let pool = v["worker"]["nodePools"][0]["name"]
+        .as_str()
+        .expect("pool")
+        .to_string();
+    let out = run_in(dir.path(), &["validate"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("no kube-aws node binary for arm64")
+            && err.contains(&format!("pool {pool}"))
+            && err.contains("--node-binary-arm64"),
+        "{err}"
+    );
+    let arm = dir.path().join("kube-aws-arm64");
+    std::fs::write(&arm, "stand-in arm64 build").expect("write");
+    let with = |args: &[&str]| {
+        let mut all = vec!["--node-binary-arm64", arm.to_str().expect("path")];
+        all.extend_from_slice(args);
+        run_in(dir.path(), &all)
+    };
+    assert!(with(&["validate"]).status.success());
+    let out = with(&["node", "plan", "--role", "worker", "--pool", &pool]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("kubeadm join --config"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = with(&["node", "plan", "--role", "worker", "--pool", "nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains(&format!("the pools of cluster.yaml are: {pool}")),
+        "{}",
+        text(&out.stderr)
+    );
+}

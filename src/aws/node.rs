@@ -124,7 +124,7 @@ pub async fn instance_addresses(
     sdk: &SdkConfig,
     cluster: &str,
     node: &str,
-) -> Result<Option<crate::node::approve::InstanceAddresses>> {
+) -> Result<Option<(Vec<String>, Vec<std::net::IpAddr>)>> {
     use aws_sdk_ec2::types::Filter;
     let out = super::ec2(sdk)
         .describe_instances()
@@ -153,35 +153,35 @@ pub async fn instance_addresses(
     let Some(i) = out.reservations().iter().flat_map(|r| r.instances()).next() else {
         return Ok(None);
     };
-    let mut a = crate::node::approve::InstanceAddresses::default();
+    let (mut dns, mut ips): (Vec<String>, Vec<std::net::IpAddr>) = (Vec::new(), Vec::new());
     for d in [i.private_dns_name(), i.public_dns_name()]
         .into_iter()
         .flatten()
     {
         if !d.is_empty() {
-            a.dns.push(d.to_string());
+            dns.push(d.to_string());
         }
     }
     for ni in i.network_interfaces() {
         for p in ni.private_ip_addresses() {
             if let Some(ip) = p.private_ip_address().and_then(|s| s.parse().ok()) {
-                a.ips.push(ip);
+                ips.push(ip);
             }
             if let Some(ip) = p
                 .association()
                 .and_then(|x| x.public_ip())
                 .and_then(|s| s.parse().ok())
             {
-                a.ips.push(ip);
+                ips.push(ip);
             }
         }
     }
     if let Some(ip) = i.private_ip_address().and_then(|s| s.parse().ok())
-        && !a.ips.contains(&ip)
+        && !ips.contains(&ip)
     {
-        a.ips.push(ip);
+        ips.push(ip);
     }
-    Ok(Some(a))
+    Ok(Some((dns, ips)))
 }
 
 /// A String parameter's value, or None when it does not exist.

@@ -1,7 +1,7 @@
 //! `kube-aws node …`: the node agent, and `node plan` for reviews.
 
 use super::{Cli, Result};
-use crate::node::agent::{self, Agent, Options};
+use crate::deploy::node::agent::{self, Agent, Options};
 use crate::node::config::{NodeConfig, Role};
 use crate::node::plan::{self, Action};
 use anyhow::{Context, anyhow, bail};
@@ -58,7 +58,7 @@ pub struct NodeArgs {
     #[arg(long, default_value = "/", value_name = "DIR")]
     pub root: PathBuf,
     /// The instance metadata service.
-    #[arg(long, default_value = crate::node::imds::DEFAULT_ENDPOINT, env = "KUBE_AWS_IMDS_ENDPOINT", value_name = "URL")]
+    #[arg(long, default_value = crate::deploy::node::imds::DEFAULT_ENDPOINT, env = "KUBE_AWS_IMDS_ENDPOINT", value_name = "URL")]
     pub imds_endpoint: String,
     /// Resolve HOST to ADDR in the agent's own HTTPS clients (like curl --resolve; the
     /// port is the URL's, so ADDR's is ignored).

@@ -3,9 +3,9 @@
 //! drainer) on the workers.
 
 use super::agent::Agent;
-use super::approve;
-use super::drain::{self, Trigger};
-use super::plan;
+use crate::node::approve;
+use crate::node::drain::{self, Trigger};
+use crate::node::plan;
 use anyhow::{Context, Result, anyhow, bail};
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -41,7 +41,9 @@ impl Agent {
                         "no running instance of cluster {} is named {node}",
                         self.cfg.cluster
                     )),
-                    Some(a) => approve::check(&v, &node, &a),
+                    Some((dns, ips)) => {
+                        approve::check(&v, &node, &approve::InstanceAddresses { dns, ips })
+                    }
                 };
             match verdict {
                 Ok(()) => {

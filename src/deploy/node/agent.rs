@@ -7,10 +7,10 @@
 //! Any failure signals FAILURE to CloudFormation at once, so the stack fails in seconds
 //! rather than after its 20-minute CreationPolicy timeout.
 
-use super::config::{NodeConfig, Role};
 use super::imds::Imds;
-use super::kubeadm::Observed;
-use super::plan::{self, Action, LockDecision, Phase, Step};
+use crate::node::config::{NodeConfig, Role};
+use crate::node::kubeadm::Observed;
+use crate::node::plan::{self, Action, LockDecision, Phase, Step};
 use anyhow::{Context, Result, anyhow, bail};
 use aws_config::SdkConfig;
 use base64::Engine;
@@ -80,7 +80,7 @@ impl Agent {
         let max_pods = if vpc_cni {
             let t = imds.require("meta-data/instance-type").await?;
             let (enis, ips) = crate::aws::node::eni_limits(&sdk, &t).await?;
-            Some(super::manifests::vpc_cni_max_pods(enis, ips))
+            Some(crate::node::manifests::vpc_cni_max_pods(enis, ips))
         } else {
             None
         };
@@ -342,7 +342,7 @@ impl Agent {
         Ok(client)
     }
 
-    async fn fetch_artifact(&self, a: &super::config::Artifact) -> Result<Vec<u8>> {
+    async fn fetch_artifact(&self, a: &crate::node::config::Artifact) -> Result<Vec<u8>> {
         let http = self.http(None, None)?;
         let mut last = String::new();
         for attempt in 0..5u64 {
