@@ -7,8 +7,10 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root=$PWD
 scripts/testbed-setup.sh
-cargo build --locked --quiet
-bin=$root/target/debug/kube-aws
+# A cold build takes several minutes: cargo's own lines show its progress.
+echo "building kube-aws (a cold build compiles the AWS SDK crates: several minutes)" >&2
+cargo build --locked
+bin=${CARGO_TARGET_DIR:-$root/target}/debug/kube-aws
 py=$root/target/testbed/venv/bin/python
 demo=$root/target/quickstart/demo
 rm -rf "$demo"

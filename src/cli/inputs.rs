@@ -84,9 +84,15 @@ pub fn node_binaries(cli: &super::Cli) -> Result<Vec<crate::render::NodeBinary>>
                 if arch == "arm64" { "-arm64" } else { "" }
             )
         })?;
+        // aws-lc-rs's SHA-256 (assembly) is fast even in a debug build; the binary is
+        // over 100 MB and every command that renders hashes it.
+        let sha256 = hex::encode(aws_lc_rs::digest::digest(
+            &aws_lc_rs::digest::SHA256,
+            &bytes,
+        ));
         out.push(crate::render::NodeBinary {
             arch: arch.to_string(),
-            sha256: envelope::sha256_hex(&bytes),
+            sha256,
             size: bytes.len() as u64,
             version: env!("CARGO_PKG_VERSION").to_string(),
             path,
