@@ -6,6 +6,7 @@
 pub mod addons;
 pub mod aws;
 pub mod broker;
+pub mod broker_catalog;
 pub mod cli;
 pub mod config;
 pub mod deploy;

@@ -63,6 +63,12 @@ fn catalog_command_and_user_templates() {
         "elasticache",
         "route53",
         "athena",
+        "polly",
+        "rekognition",
+        "translate",
+        "lex",
+        "emr",
+        "redshift",
     ] {
         assert!(names.contains(&n), "{n} missing from {names:?}");
     }

@@ -371,6 +371,14 @@ fn aws_service_broker(c: &Config, ca_b64: &str) -> Vec<Value> {
         arn.get(1).copied().unwrap_or("aws"),
         arn.get(4).copied().unwrap_or_default(),
     );
+    let boundary = format!(
+        "arn:{partition}:iam::{account}:policy/{}",
+        crate::render::context::boundary_name(&c.cluster_name, &b.broker_id)
+    );
+    if let Some(env) = container["env"].as_array_mut() {
+        env.push(json!({"name": "KUBE_AWS_BROKER_PERMISSIONS_BOUNDARY", "value": boundary}));
+        env.push(json!({"name": "KUBE_AWS_BROKER_PRINCIPAL", "value": format!("arn:{partition}:iam::{account}:role/{role}")}));
+    }
     let aws_config = format!(
         "[profile broker]\nrole_arn = arn:{partition}:iam::{account}:role/{role}\ncredential_source = Ec2InstanceMetadata\nregion = {}\n",
         c.region

@@ -1,5 +1,5 @@
 use super::Result;
-use crate::broker::{self, ServeOptions, StateLocation, server::Auth};
+use crate::broker::{self, Auth, ServeOptions, StateLocation};
 use anyhow::bail;
 use clap::{Args, Subcommand, ValueEnum};
 use std::net::SocketAddr;
@@ -28,8 +28,10 @@ pub enum AuthMode {
     --state dynamodb:kube-aws-broker --services s3,sqs,dynamodb
 
 Secrets come from the environment, never the command line: KUBE_AWS_BROKER_TOKEN for
-bearer, KUBE_AWS_BROKER_PASSWORD for basic. Stacks are named <broker-id>-<service>-<instance>.
-GET /healthz answers without authentication.")]
+bearer, KUBE_AWS_BROKER_PASSWORD for basic. Instance stacks are named
+<broker-id>-<service>-i-<instance>, binding stacks <broker-id>-<service>-b<n>-<instance>-<binding>
+(n: the instance id's length). Every binding's IAM user gets --permissions-boundary; the
+add-on passes its boundary policy. GET /healthz answers without authentication.")]
 pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
@@ -61,6 +63,30 @@ pub struct ServeArgs {
     /// AWS region of the stacks.
     #[arg(long, env = "AWS_REGION")]
     pub region: String,
+    /// ARN of the IAM policy that bounds every binding's IAM user (the add-on's
+    /// `kube-aws-<cluster>-<broker-id>-boundary`); the broker role may create users only
+    /// with it.
+    #[arg(long, env = "KUBE_AWS_BROKER_PERMISSIONS_BOUNDARY", value_name = "ARN")]
+    pub permissions_boundary: Option<String>,
+    /// The IAM principal the broker runs as (its role ARN), which resource policies it
+    /// writes name (a KMS key's); default: asked of STS at start.
+    #[arg(long, env = "KUBE_AWS_BROKER_PRINCIPAL", value_name = "ARN")]
+    pub principal: Option<String>,
+    /// Seconds a client has to send a request's headers.
+    #[arg(long, default_value_t = 10, hide = true)]
+    pub header_read_timeout: u64,
+    /// Seconds a connection may stay silent before it is closed.
+    #[arg(long, default_value_t = 120, hide = true)]
+    pub idle_timeout: u64,
+    /// Seconds a request may take (synchronous binds wait for their stack within it).
+    #[arg(long, default_value_t = 90, hide = true)]
+    pub request_timeout: u64,
+    /// Connections served at once; more are closed on accept.
+    #[arg(long, default_value_t = 512, hide = true)]
+    pub max_connections: usize,
+    /// Seconds a synchronous bind or unbind waits for its stack before answering 202.
+    #[arg(long, default_value_t = 60, hide = true)]
+    pub settle_timeout: u64,
 }
 
 #[derive(Debug, Args)]
@@ -76,8 +102,8 @@ pub struct CatalogArgs {
 pub fn run(cmd: &BrokerCommand) -> Result {
     match cmd {
         BrokerCommand::Catalog(a) => {
-            let c =
-                broker::catalog::Catalog::load(a.catalog.as_deref()).map_err(anyhow::Error::msg)?;
+            let c = crate::broker_catalog::Catalog::load(a.catalog.as_deref())
+                .map_err(anyhow::Error::msg)?;
             println!("{}", serde_json::to_string_pretty(&c.osb())?);
             Ok(())
         }
@@ -117,7 +143,27 @@ pub fn run(cmd: &BrokerCommand) -> Result {
                 Some(_) => bail!("--state dynamodb:TABLE needs a table name"),
                 None => StateLocation::Dir(PathBuf::from(&a.state)),
             };
+            if let Some(b) = &a.permissions_boundary
+                && !(b.starts_with("arn:") && b.contains(":iam::") && b.contains(":policy/"))
+            {
+                bail!(
+                    "--permissions-boundary {b}: not an IAM policy ARN\n  fix: pass arn:<partition>:iam::<account>:policy/<name>"
+                );
+            }
+            if a.max_connections == 0 || a.header_read_timeout == 0 || a.idle_timeout == 0 {
+                bail!(
+                    "--max-connections, --header-read-timeout and --idle-timeout must be positive"
+                );
+            }
+            if a.request_timeout <= a.settle_timeout {
+                bail!(
+                    "--request-timeout ({}) must exceed --settle-timeout ({}): a synchronous bind waits within the request",
+                    a.request_timeout,
+                    a.settle_timeout
+                );
+            }
             let tls = a.tls_cert.clone().zip(a.tls_key.clone());
+            let secs = std::time::Duration::from_secs;
             super::up::runtime()?.block_on(broker::serve(ServeOptions {
                 listen: a.listen,
                 tls,
@@ -127,6 +173,17 @@ pub fn run(cmd: &BrokerCommand) -> Result {
                 services: a.services.clone(),
                 state,
                 region: a.region.clone(),
+                permissions_boundary: a.permissions_boundary.clone(),
+                principal: a.principal.clone(),
+                timeouts: broker::http::Timeouts {
+                    header_read: secs(a.header_read_timeout),
+                    idle: secs(a.idle_timeout),
+                    request: secs(a.request_timeout),
+                    max_connections: a.max_connections,
+                },
+                limits: broker::app::Limits {
+                    settle: secs(a.settle_timeout),
+                },
             }))
         }
     }

@@ -14,15 +14,21 @@ pub const BROKER_SERVICES: &[&str] = &[
     "athena",
     "dynamodb",
     "elasticache",
+    "emr",
     "kinesis",
     "kms",
+    "lex",
+    "polly",
     "rdsmariadb",
     "rdsmysql",
     "rdspostgresql",
+    "redshift",
+    "rekognition",
     "route53",
     "s3",
     "sns",
     "sqs",
+    "translate",
 ];
 
 fn re(s: &str) -> Regex {

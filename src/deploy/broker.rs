@@ -1,6 +1,8 @@
 //! The broker's CloudFormation side: one stack per service instance and per binding that
 //! needs an IAM user. Every create carries a ClientRequestToken (the operation id), so a
-//! broker restarted mid-request can send it again without making a second stack.
+//! broker restarted mid-request can send it again without making a second stack. A stack
+//! that already exists under the name is reported with its tags, never adopted here: the
+//! broker decides whether it is its own. Binding secrets are read from Secrets Manager.
 
 use super::stack;
 use crate::aws::describe;
@@ -13,14 +15,67 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StackState {
     pub id: String,
+    pub name: String,
     pub status: String,
     pub reason: Option<String>,
     pub outputs: BTreeMap<String, String>,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// The IAM principal of the broker's credentials, as a resource policy names it: an
+/// assumed role's session becomes its role (`arn:…:sts::A:assumed-role/R/S` →
+/// `arn:…:iam::A:role/R`; a role with a path must be passed explicitly).
+pub async fn caller_principal(sdk: &aws_config::SdkConfig) -> Result<String> {
+    let out = aws_sdk_sts::Client::new(sdk)
+        .get_caller_identity()
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("sts:GetCallerIdentity: {}", describe(&e)))?;
+    let arn = out
+        .arn()
+        .ok_or_else(|| anyhow::anyhow!("sts:GetCallerIdentity returned no ARN"))?;
+    Ok(principal_of(arn))
+}
+
+/// See `caller_principal`.
+pub fn principal_of(arn: &str) -> String {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    if let [a, partition, "sts", _, account, rest] = parts.as_slice()
+        && let Some(r) = rest.strip_prefix("assumed-role/")
+        && let Some((role, _session)) = r.split_once('/')
+    {
+        return format!("{a}:{partition}:iam::{account}:role/{role}");
+    }
+    arn.to_string()
+}
+
+/// What CreateStack did.
+#[derive(Debug)]
+pub enum Created {
+    /// A new stack (or the one this token already created).
+    Id(String),
+    /// A stack of that name exists; the caller checks its tags before using it.
+    Exists(Option<StackState>),
+}
+
+/// Why a call failed: CloudFormation refused the request (a bad template parameter: the
+/// platform's error), or anything else (the broker's).
+#[derive(Debug)]
+pub enum CfnError {
+    Refused(String),
+    Other(anyhow::Error),
+}
+
+impl From<anyhow::Error> for CfnError {
+    fn from(e: anyhow::Error) -> Self {
+        CfnError::Other(e)
+    }
 }
 
 #[derive(Clone)]
 pub struct CfnBackend {
     pub cfn: Client,
+    pub secrets: aws_sdk_secretsmanager::Client,
 }
 
 fn params(values: &BTreeMap<String, String>, previous: &[String]) -> Vec<Parameter> {
@@ -48,6 +103,7 @@ impl CfnBackend {
     pub fn new(sdk: &aws_config::SdkConfig) -> CfnBackend {
         CfnBackend {
             cfn: crate::aws::cloudformation(sdk),
+            secrets: aws_sdk_secretsmanager::Client::new(sdk),
         }
     }
 
@@ -59,7 +115,7 @@ impl CfnBackend {
         values: &BTreeMap<String, String>,
         tags: &BTreeMap<String, String>,
         token: &str,
-    ) -> Result<String> {
+    ) -> Result<Created, CfnError> {
         let mut req = self
             .cfn
             .create_stack()
@@ -72,15 +128,19 @@ impl CfnBackend {
             req = req.tags(Tag::builder().key(k).value(v).build());
         }
         match req.send().await {
-            Ok(o) => Ok(o.stack_id().unwrap_or(name).to_string()),
+            Ok(o) => Ok(Created::Id(o.stack_id().unwrap_or(name).to_string())),
             Err(e) => {
                 let msg = describe(&e);
-                if msg.contains("AlreadyExists")
-                    && let Some(s) = self.state(name).await?
-                {
-                    return Ok(s.id);
+                if msg.contains("AlreadyExists") {
+                    return Ok(Created::Exists(self.state(name).await?));
                 }
-                Err(anyhow::anyhow!("creating stack {name}: {msg}"))
+                if msg.starts_with("ValidationError") || msg.starts_with("InsufficientCapabilities")
+                {
+                    return Err(CfnError::Refused(format!("creating stack {name}: {msg}")));
+                }
+                Err(CfnError::Other(anyhow::anyhow!(
+                    "creating stack {name}: {msg}"
+                )))
             }
         }
     }
@@ -94,7 +154,7 @@ impl CfnBackend {
         values: &BTreeMap<String, String>,
         all_parameters: &[String],
         token: &str,
-    ) -> Result<bool> {
+    ) -> Result<bool, CfnError> {
         match self
             .cfn
             .update_stack()
@@ -111,8 +171,12 @@ impl CfnBackend {
                 let msg = describe(&e);
                 if msg.contains("No updates are to be performed") {
                     Ok(false)
+                } else if msg.starts_with("ValidationError") {
+                    Err(CfnError::Refused(format!("updating stack {id}: {msg}")))
                 } else {
-                    Err(anyhow::anyhow!("updating stack {id}: {msg}"))
+                    Err(CfnError::Other(anyhow::anyhow!(
+                        "updating stack {id}: {msg}"
+                    )))
                 }
             }
         }
@@ -145,6 +209,12 @@ impl CfnBackend {
         }
         Ok(Some(StackState {
             id: s.stack_id().unwrap_or(id).to_string(),
+            name: s.stack_name().unwrap_or_default().to_string(),
+            tags: s
+                .tags()
+                .iter()
+                .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
+                .collect(),
             status,
             reason,
             outputs: s
@@ -153,5 +223,35 @@ impl CfnBackend {
                 .filter_map(|o| Some((o.output_key()?.to_string(), o.output_value()?.to_string())))
                 .collect(),
         }))
+    }
+
+    /// The SecretString of a Secrets Manager secret (a binding's access key, a database
+    /// password): read at bind time, never stored or logged by the broker.
+    pub async fn secret(&self, arn: &str) -> Result<String> {
+        let out = self
+            .secrets
+            .get_secret_value()
+            .secret_id(arn)
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("reading secret {arn}: {}", describe(&e)))?;
+        out.secret_string()
+            .map(str::to_string)
+            .ok_or_else(|| anyhow::anyhow!("secret {arn} has no SecretString"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn principals() {
+        assert_eq!(
+            super::principal_of("arn:aws:sts::123456789012:assumed-role/kube-aws-c-b/i-0abc"),
+            "arn:aws:iam::123456789012:role/kube-aws-c-b"
+        );
+        assert_eq!(
+            super::principal_of("arn:aws:iam::123456789012:user/alice"),
+            "arn:aws:iam::123456789012:user/alice"
+        );
     }
 }

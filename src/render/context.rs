@@ -271,6 +271,10 @@ pub struct AddonsCtx {
     pub role_name: String,
     /// The role's statements for the offered services, as a JSON array.
     pub broker_policy: String,
+    /// The managed policy that bounds every binding user (`broker_names`).
+    pub boundary_name: String,
+    /// Its statements: the offered services' `bindBoundary`, as a JSON array.
+    pub bind_boundary: String,
 }
 
 /// Names of the broker's table and role: fixed, so manifests rendered before the stack
@@ -280,6 +284,11 @@ pub fn broker_names(cluster: &str, broker_id: &str) -> (String, String) {
         format!("kube-aws-{cluster}-{broker_id}-state"),
         format!("kube-aws-{cluster}-{broker_id}"),
     )
+}
+
+/// Name of the managed policy that bounds the broker's binding users.
+pub fn boundary_name(cluster: &str, broker_id: &str) -> String {
+    format!("kube-aws-{cluster}-{broker_id}-boundary")
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -633,14 +642,24 @@ pub fn build(c: &Config, m: &Model) -> Ctx {
 fn addons_ctx(c: &Config) -> AddonsCtx {
     let b = &c.addons.aws_service_broker;
     let (table, role_name) = broker_names(&c.cluster_name, &b.broker_id);
-    let policy = if b.enabled {
-        // The built-in catalog always parses (a unit test proves it).
-        crate::broker::catalog::Catalog::load(None)
-            .map(|cat| crate::broker::catalog::broker_policy(&cat, &b.services, &b.broker_id))
-            .unwrap_or_default()
+    // The built-in catalog always parses (a unit test proves it).
+    let cat = if b.enabled {
+        crate::broker_catalog::Catalog::load(None).unwrap_or_default()
     } else {
-        Vec::new()
+        Default::default()
     };
+    let policy = crate::broker_catalog::broker_policy(
+        &cat,
+        &b.services,
+        &b.broker_id,
+        &serde_json::json!({"Ref": "BindingBoundary"}),
+    );
+    let mut boundary = crate::broker_catalog::bind_boundary(&cat, &b.services, &b.broker_id);
+    if boundary.is_empty() {
+        // A policy needs a statement: with no binding users possible, the boundary
+        // allows nothing.
+        boundary.push(serde_json::json!({"Effect": "Deny", "Action": "*", "Resource": "*"}));
+    }
     AddonsCtx {
         enabled: c.addons.service_catalog.enabled || b.enabled,
         parameter: crate::addons::pointer_parameter(&c.cluster_name),
@@ -652,6 +671,8 @@ fn addons_ctx(c: &Config) -> AddonsCtx {
         table,
         role_name,
         broker_policy: serde_json::to_string(&policy).unwrap_or_else(|_| "[]".into()),
+        boundary_name: boundary_name(&c.cluster_name, &b.broker_id),
+        bind_boundary: serde_json::to_string(&boundary).unwrap_or_else(|_| "[]".into()),
     }
 }
 

@@ -207,6 +207,8 @@ pub fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
         .map(|r| {
             r.filter_map(|e| e.ok())
+                // `.lock` is the store's lock file, not state.
+                .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
                 .map(|e| {
                     (
                         e.file_name().to_string_lossy().into_owned(),
@@ -218,4 +220,20 @@ pub fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
         .unwrap_or_default();
     v.sort();
     v
+}
+
+/// The records of a file store: (file name, `doc`), without the version wrapper.
+pub fn records(dir: &Path) -> Vec<(String, Value)> {
+    snapshot(dir)
+        .into_iter()
+        .map(|(n, b)| {
+            let v: Value = serde_json::from_slice(&b).unwrap_or(Value::Null);
+            (n, v.get("doc").cloned().unwrap_or(v))
+        })
+        .collect()
+}
+
+/// The provision body the OSB spec requires, for `service_id` and `plan_id`.
+pub fn provision_body(sid: &str, pid: &str) -> Value {
+    json!({"service_id": sid, "plan_id": pid, "organization_guid": "org-1", "space_guid": "space-1"})
 }

@@ -31,6 +31,13 @@ CompleteLifecycleAction are not implemented (moto answers "not yet implemented")
 AWS accepts them; this patch accepts them too and appends each call's parameters as one
 JSON line to target/testbed/logs/calls-PORT.jsonl, so the boot rehearsal can assert
 which signal a node sent and when a lifecycle action completed.
+
+Bridge 7 (moto 5.2.5): moto has no CloudFormation model for AWS::SecretsManager::Secret
+(the resource is skipped, its Ref is empty). Real CloudFormation creates the secret
+(SecretString, or GenerateSecretString through GetRandomPassword), Ref is its ARN, and
+deleting the stack deletes it without a recovery window. This patch registers a model
+that does the same against moto's Secrets Manager backend, so the broker's binding
+stacks keep access keys in Secrets Manager on the emulator as on AWS.
 """
 
 import sys
@@ -165,6 +172,84 @@ def _complete_lifecycle_action(self):
 
 CloudFormationResponse.signal_resource = _signal_resource
 AutoScalingResponse.complete_lifecycle_action = _complete_lifecycle_action
+
+import json as _json
+
+from moto.core.common_models import CloudFormationModel
+from moto.secretsmanager.models import secretsmanager_backends
+
+
+class _CfnSecret(CloudFormationModel):
+    # moto's model metaclass takes the service from the module path.
+    __module__ = "moto.secretsmanager.kube_aws_bridge"
+
+    def __init__(self, arn, name):
+        self.arn = arn
+        self.name = name
+
+    @property
+    def physical_resource_id(self):
+        return self.arn
+
+    @staticmethod
+    def cloudformation_name_type():
+        return "Name"
+
+    @staticmethod
+    def cloudformation_type():
+        return "AWS::SecretsManager::Secret"
+
+    @classmethod
+    def has_cfn_attr(cls, attr):
+        return attr in ("Id",)
+
+    def get_cfn_attribute(self, attribute_name):
+        if attribute_name == "Id":
+            return self.arn
+        raise NotImplementedError(attribute_name)
+
+    @classmethod
+    def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+        props = cloudformation_json.get("Properties", {})
+        backend = secretsmanager_backends[account_id][region_name]
+        name = props.get("Name") or resource_name
+        value = props.get("SecretString")
+        gen = props.get("GenerateSecretString")
+        if value is None and gen is not None:
+            password = _json.loads(backend.get_random_password(
+                password_length=int(gen.get("PasswordLength", 32)),
+                exclude_characters=gen.get("ExcludeCharacters", ""),
+                exclude_numbers=bool(gen.get("ExcludeNumbers", False)),
+                exclude_punctuation=bool(gen.get("ExcludePunctuation", False)),
+                exclude_uppercase=bool(gen.get("ExcludeUppercase", False)),
+                exclude_lowercase=bool(gen.get("ExcludeLowercase", False)),
+                include_space=bool(gen.get("IncludeSpace", False)),
+                require_each_included_type=bool(gen.get("RequireEachIncludedType", True)),
+            ))["RandomPassword"]
+            if gen.get("SecretStringTemplate"):
+                doc = _json.loads(gen["SecretStringTemplate"])
+                doc[gen.get("GenerateStringKey", "password")] = password
+                value = _json.dumps(doc)
+            else:
+                value = password
+        backend.create_secret(
+            name=name, secret_string=value, secret_binary=None,
+            description=props.get("Description"), tags=props.get("Tags"),
+            kms_key_id=props.get("KmsKeyId"), client_request_token=None,
+            replica_regions=[], force_overwrite=False)
+        return cls(backend.secrets[name].arn, name)
+
+    @classmethod
+    def delete_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name):
+        backend = secretsmanager_backends[account_id][region_name]
+        try:
+            backend.delete_secret(resource_name, None, True)
+        except Exception:  # already gone: deletion is idempotent, as in CloudFormation
+            pass
+
+    def delete(self, account_id, region_name):
+        self.delete_from_cloudformation_json(self.arn, {}, account_id, region_name)
+
 
 if __name__ == "__main__":
     if moto.__version__ != "5.2.5":

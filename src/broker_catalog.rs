@@ -8,43 +8,59 @@ use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::path::Path;
 
+/// Template parameters named so are the broker's to fill (`KubeAwsBrokerPrincipal`: the
+/// IAM principal it runs as), never a user's.
+pub const SYSTEM_PREFIX: &str = "KubeAwsBroker";
+
 /// The templates shipped in the binary.
 pub const BUILTIN: &[(&str, &str)] = &[
-    ("s3.yaml", include_str!("../../broker-catalog/s3.yaml")),
-    ("sqs.yaml", include_str!("../../broker-catalog/sqs.yaml")),
-    ("sns.yaml", include_str!("../../broker-catalog/sns.yaml")),
+    ("s3.yaml", include_str!("../broker-catalog/s3.yaml")),
+    ("sqs.yaml", include_str!("../broker-catalog/sqs.yaml")),
+    ("sns.yaml", include_str!("../broker-catalog/sns.yaml")),
     (
         "dynamodb.yaml",
-        include_str!("../../broker-catalog/dynamodb.yaml"),
+        include_str!("../broker-catalog/dynamodb.yaml"),
     ),
-    ("kms.yaml", include_str!("../../broker-catalog/kms.yaml")),
+    ("kms.yaml", include_str!("../broker-catalog/kms.yaml")),
     (
         "kinesis.yaml",
-        include_str!("../../broker-catalog/kinesis.yaml"),
+        include_str!("../broker-catalog/kinesis.yaml"),
     ),
     (
         "rdspostgresql.yaml",
-        include_str!("../../broker-catalog/rdspostgresql.yaml"),
+        include_str!("../broker-catalog/rdspostgresql.yaml"),
     ),
     (
         "rdsmysql.yaml",
-        include_str!("../../broker-catalog/rdsmysql.yaml"),
+        include_str!("../broker-catalog/rdsmysql.yaml"),
     ),
     (
         "rdsmariadb.yaml",
-        include_str!("../../broker-catalog/rdsmariadb.yaml"),
+        include_str!("../broker-catalog/rdsmariadb.yaml"),
     ),
     (
         "elasticache.yaml",
-        include_str!("../../broker-catalog/elasticache.yaml"),
+        include_str!("../broker-catalog/elasticache.yaml"),
     ),
     (
         "route53.yaml",
-        include_str!("../../broker-catalog/route53.yaml"),
+        include_str!("../broker-catalog/route53.yaml"),
+    ),
+    ("athena.yaml", include_str!("../broker-catalog/athena.yaml")),
+    ("polly.yaml", include_str!("../broker-catalog/polly.yaml")),
+    (
+        "rekognition.yaml",
+        include_str!("../broker-catalog/rekognition.yaml"),
     ),
     (
-        "athena.yaml",
-        include_str!("../../broker-catalog/athena.yaml"),
+        "translate.yaml",
+        include_str!("../broker-catalog/translate.yaml"),
+    ),
+    ("lex.yaml", include_str!("../broker-catalog/lex.yaml")),
+    ("emr.yaml", include_str!("../broker-catalog/emr.yaml")),
+    (
+        "redshift.yaml",
+        include_str!("../broker-catalog/redshift.yaml"),
     ),
 ];
 
@@ -83,6 +99,23 @@ struct Meta {
     /// `${BrokerId}`, `${Partition}`, `${Region}`, `${AccountId}` are filled in.
     #[serde(default)]
     broker_policy: Vec<Value>,
+    /// The most a binding's IAM user of this service may ever be allowed (same
+    /// substitutions as `brokerPolicy`): the add-on's permissions boundary is the union
+    /// over the offered services.
+    #[serde(default)]
+    bind_boundary: Vec<Value>,
+    /// Credentials read at bind time from a Secrets Manager secret that an instance
+    /// output names (a generated database password): never an output themselves.
+    #[serde(default)]
+    secret_credentials: BTreeMap<String, SecretRef>,
+}
+
+/// A JSON field of the SecretString of the secret whose ARN is output `output`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SecretRef {
+    pub output: String,
+    pub key: String,
 }
 
 /// One service of the catalog.
@@ -108,6 +141,8 @@ pub struct Service {
     /// IAM statements for a binding's user; `${Output}` is an output of the instance stack.
     pub bind_policy: Vec<Value>,
     pub broker_policy: Vec<Value>,
+    pub bind_boundary: Vec<Value>,
+    pub secret_credentials: BTreeMap<String, SecretRef>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -145,6 +180,20 @@ pub fn parse(file: &str, text: &str) -> Result<Service, String> {
             return Err(format!("{file}: updateParameters names unknown `{k}`"));
         }
     }
+    // Stack names are `<broker>-<service>-i-<instance>`: a hyphen-free service name keeps
+    // them unambiguous (broker::state).
+    if meta.name.is_empty()
+        || meta.name.len() > 20
+        || !meta
+            .name
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+    {
+        return Err(format!(
+            "{file}: Metadata.KubeAwsBroker.name `{}`: use 1–20 lower-case letters or digits (no hyphen)",
+            meta.name
+        ));
+    }
     if meta.plans.is_empty() {
         return Err(format!("{file}: a service needs at least one plan"));
     }
@@ -165,6 +214,8 @@ pub fn parse(file: &str, text: &str) -> Result<Service, String> {
         bind_prefix: meta.bind_prefix,
         bind_policy: meta.bind_policy,
         broker_policy: meta.broker_policy,
+        bind_boundary: meta.bind_boundary,
+        secret_credentials: meta.secret_credentials,
     })
 }
 
@@ -266,6 +317,7 @@ impl Service {
     pub fn settable(&self, plan: &PlanSpec, update: bool) -> Vec<String> {
         self.parameters
             .keys()
+            .filter(|k| !k.starts_with(SYSTEM_PREFIX))
             .filter(|k| !plan.fixed.contains_key(*k))
             .filter(|k| !update || self.update_parameters.contains(k))
             .cloned()
@@ -432,7 +484,42 @@ pub fn substitute(v: &Value, outputs: &BTreeMap<String, String>) -> Result<Value
 /// The IAM statements the broker's role needs for `services` (their `brokerPolicy`), as
 /// CloudFormation JSON: every resource ARN becomes an `Fn::Sub` over the pseudo
 /// parameters, `${BrokerId}` is the broker id.
-pub fn broker_policy(catalog: &Catalog, services: &[String], broker_id: &str) -> Vec<Value> {
+/// `boundary_arn` (CloudFormation JSON, e.g. a `Ref`) replaces `${BoundaryArn}`.
+pub fn broker_policy(
+    catalog: &Catalog,
+    services: &[String],
+    broker_id: &str,
+    boundary_arn: &Value,
+) -> Vec<Value> {
+    statements(catalog, services, broker_id, |s| &s.broker_policy)
+        .into_iter()
+        .map(|v| boundary(v, boundary_arn))
+        .collect()
+}
+
+fn boundary(v: Value, arn: &Value) -> Value {
+    match v {
+        Value::String(s) if s == "${BoundaryArn}" => arn.clone(),
+        Value::Array(a) => Value::Array(a.into_iter().map(|x| boundary(x, arn)).collect()),
+        Value::Object(m) => {
+            Value::Object(m.into_iter().map(|(k, x)| (k, boundary(x, arn))).collect())
+        }
+        other => other,
+    }
+}
+
+/// The permissions boundary of every binding user: the offered services' `bindBoundary`,
+/// as CloudFormation JSON like `broker_policy`.
+pub fn bind_boundary(catalog: &Catalog, services: &[String], broker_id: &str) -> Vec<Value> {
+    statements(catalog, services, broker_id, |s| &s.bind_boundary)
+}
+
+fn statements(
+    catalog: &Catalog,
+    services: &[String],
+    broker_id: &str,
+    pick: impl Fn(&Service) -> &Vec<Value>,
+) -> Vec<Value> {
     fn sub(v: &Value, broker_id: &str) -> Value {
         match v {
             Value::String(s) => {
@@ -460,35 +547,56 @@ pub fn broker_policy(catalog: &Catalog, services: &[String], broker_id: &str) ->
         .services
         .iter()
         .filter(|s| services.contains(&s.name))
-        .flat_map(|s| s.broker_policy.iter().map(|p| sub(p, broker_id)))
+        .flat_map(|s| pick(s).iter().map(|p| sub(p, broker_id)))
         .collect()
 }
 
 /// The stack of one binding: an IAM user under the path `/<brokerId>/` (the only users the
-/// broker may manage) allowed exactly `statements`, and its access key.
-pub fn binding_template(service: &str, broker_id: &str, statements: &[Value]) -> Value {
+/// broker may manage), bounded by `boundary` (the add-on's permissions boundary: IAM
+/// lets the broker create users only with it) and allowed exactly `statements`; its
+/// access key, kept in a Secrets Manager secret named after the stack. The only output
+/// is the secret's ARN, so `DescribeStacks` (ReadOnlyAccess) never shows a key.
+/// AWS::IAM::User PermissionsBoundary:
+/// https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-resource-iam-user.html
+/// AWS::SecretsManager::Secret (Ref is the ARN):
+/// https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-resource-secretsmanager-secret.html
+pub fn binding_template(
+    service: &str,
+    broker_id: &str,
+    statements: &[Value],
+    boundary: Option<&str>,
+) -> Value {
+    let mut user = json!({
+        "Path": format!("/{broker_id}/"),
+        "Policies": [{
+            "PolicyName": "binding",
+            "PolicyDocument": {"Version": "2012-10-17", "Statement": statements},
+        }],
+    });
+    if let Some(b) = boundary {
+        user["PermissionsBoundary"] = json!(b);
+    }
     json!({
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": format!("kube-aws service broker binding of a {service} instance"),
         "Resources": {
-            "User": {
-                "Type": "AWS::IAM::User",
-                "Properties": {
-                    "Path": format!("/{broker_id}/"),
-                    "Policies": [{
-                        "PolicyName": "binding",
-                        "PolicyDocument": {"Version": "2012-10-17", "Statement": statements},
-                    }],
-                },
-            },
+            "User": {"Type": "AWS::IAM::User", "Properties": user},
             "AccessKey": {
                 "Type": "AWS::IAM::AccessKey",
                 "Properties": {"UserName": {"Ref": "User"}},
             },
+            "Credentials": {
+                "Type": "AWS::SecretsManager::Secret",
+                "Properties": {
+                    "Name": {"Fn::Sub": "${AWS::StackName}-credentials"},
+                    "Description": "The access key of a kube-aws service broker binding",
+                    "SecretString": {"Fn::Sub":
+                        "{\"AccessKeyId\":\"${AccessKey}\",\"SecretAccessKey\":\"${AccessKey.SecretAccessKey}\"}"},
+                },
+            },
         },
         "Outputs": {
-            "AccessKeyId": {"Value": {"Ref": "AccessKey"}},
-            "SecretAccessKey": {"Value": {"Fn::GetAtt": ["AccessKey", "SecretAccessKey"]}},
+            "CredentialsSecretArn": {"Value": {"Ref": "Credentials"}},
         },
     })
 }
@@ -500,7 +608,7 @@ mod tests {
     #[test]
     fn builtin_catalog_loads_with_unique_ids() {
         let c = Catalog::load(None).unwrap();
-        assert!(c.services.len() >= 12);
+        assert_eq!(c.services.len(), 18, "the seeds' 18 classes");
         let osb = c.osb();
         assert_eq!(osb["services"].as_array().unwrap().len(), c.services.len());
     }
@@ -545,12 +653,39 @@ mod tests {
                 s.name
             );
         }
-        let p = broker_policy(&c, &["sqs".to_string()], "awsbroker");
+        let p = broker_policy(&c, &["sqs".to_string()], "awsbroker", &json!("b"));
         assert_eq!(
             p[0]["Resource"][0],
             json!({"Fn::Sub": "arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:awsbroker-*"})
         );
-        assert_eq!(broker_policy(&c, &names, "b").len(), 24);
+        let statements: usize = c.services.iter().map(|s| s.broker_policy.len()).sum();
+        assert_eq!(
+            broker_policy(&c, &names, "b", &json!("x")).len(),
+            statements
+        );
+        let emr = serde_json::to_string(&broker_policy(
+            &c,
+            &["emr".to_string()],
+            "b",
+            &json!({"Ref": "Boundary"}),
+        ))
+        .unwrap();
+        assert!(
+            emr.contains(r#""iam:PermissionsBoundary":{"Ref":"Boundary"}"#),
+            "{emr}"
+        );
+        for s in c.services.iter().filter(|s| !s.bind_policy.is_empty()) {
+            assert!(
+                !s.bind_boundary.is_empty(),
+                "{} binds an IAM user but declares no bindBoundary",
+                s.name
+            );
+        }
+        // The boundary is one managed policy: IAM allows 6,144 characters.
+        // https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html
+        let boundary =
+            serde_json::to_string(&bind_boundary(&c, &names, "kube-aws-broker-0001")).unwrap();
+        assert!(boundary.len() < 6144, "{} characters", boundary.len());
         let mut sorted = names.clone();
         sorted.sort();
         let mut known: Vec<String> = crate::config::validate::BROKER_SERVICES
