@@ -38,6 +38,10 @@ Bridge 7 (moto 5.2.5): moto has no CloudFormation model for AWS::SecretsManager:
 deleting the stack deletes it without a recovery window. This patch registers a model
 that does the same against moto's Secrets Manager backend, so the broker's binding
 stacks keep access keys in Secrets Manager on the emulator as on AWS.
+
+Bridge 8 (moto 5.2.5): moto's AWS::EMR::Cluster answers only `Fn::GetAtt Cluster.Id`, and a
+template asking for MasterPublicDNS fails validation. Real CloudFormation returns the
+primary node's DNS name (AWS::EMR::Cluster return values); this patch returns moto's.
 """
 
 import sys
@@ -249,6 +253,28 @@ class _CfnSecret(CloudFormationModel):
 
     def delete(self, account_id, region_name):
         self.delete_from_cloudformation_json(self.arn, {}, account_id, region_name)
+
+
+from moto.emr import models as emr_models
+
+_emr_cluster = emr_models.Cluster
+_emr_has_attr = _emr_cluster.has_cfn_attr.__func__
+_emr_get_attr = _emr_cluster.get_cfn_attribute
+
+
+@classmethod
+def _emr_has_cfn_attr(cls, attr):
+    return attr == "MasterPublicDNS" or _emr_has_attr(cls, attr)
+
+
+def _emr_get_cfn_attribute(self, attribute_name):
+    if attribute_name == "MasterPublicDNS":
+        return self.master_public_dns_name
+    return _emr_get_attr(self, attribute_name)
+
+
+_emr_cluster.has_cfn_attr = _emr_has_cfn_attr
+_emr_cluster.get_cfn_attribute = _emr_get_cfn_attribute
 
 
 if __name__ == "__main__":
