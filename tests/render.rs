@@ -3,6 +3,8 @@
 //! isolation and the scale bars (200 pools, size and resource limits).
 
 mod common;
+#[path = "common/iam.rs"]
+mod iam;
 
 use kube_aws::config::Config;
 use kube_aws::model::Model;
@@ -786,4 +788,313 @@ fn the_aws_vpc_cni_is_a_choice() {
     }
     let (n, bad, stderr) = cfn_lint(&a, &cfg.region);
     assert!(n >= 5 && bad.is_empty(), "{}\n{stderr}", bad.join("\n"));
+}
+
+/// The add-on's IAM, judged by the IAM stand-in (tests/common/iam.rs) with every service
+/// offered: the broker role creates and changes binding users only with the permissions
+/// boundary and cannot drop it; the boundary bounds what any binding policy could grant;
+/// the cluster's own KMS key stays out of reach even after the broker tags it; EMR's
+/// instance roles (code runs as them) carry the boundary. Each of these fails on the
+/// policies before issue 14.
+#[test]
+fn broker_iam_holds_under_policy_evaluation() {
+    use iam::{Decision::*, Request, evaluate, evaluate_bounded, resolve};
+    let mut cfg = example("addons");
+    cfg.addons.aws_service_broker.services = kube_aws::config::validate::BROKER_SERVICES
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let assets = render_cfg(&cfg);
+    let stack = assets
+        .assets
+        .values()
+        .find(|a| a.name == "stack/addons")
+        .expect("the add-ons stack");
+    let (_, bad, stderr) = cfn_lint(&assets, &cfg.region);
+    assert!(bad.is_empty(), "cfn-lint with every service: {bad:?} {stderr}");
+    let t: serde_json::Value = serde_json::from_slice(&stack.body).expect("json");
+    let (acct, id) = ("123456789012", "awsbroker");
+    let boundary_arn = format!(
+        "arn:aws:iam::{acct}:policy/kube-aws-{}-{id}-boundary",
+        cfg.cluster_name
+    );
+    let names: std::collections::BTreeMap<String, String> = [
+        ("AWS::Partition", "aws".to_string()),
+        ("AWS::Region", "us-west-2".to_string()),
+        ("AWS::AccountId", acct.to_string()),
+        ("BindingBoundary", boundary_arn.clone()),
+        (
+            "StateTable.Arn",
+            format!("arn:aws:dynamodb:us-west-2:{acct}:table/state"),
+        ),
+        (
+            "ControllerRoleArn",
+            format!("arn:aws:iam::{acct}:role/controller"),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let role = resolve(
+        &t["Resources"]["BrokerRole"]["Properties"]["Policies"],
+        &names,
+    );
+    let mut role: Vec<serde_json::Value> = role
+        .as_array()
+        .expect("policies")
+        .iter()
+        .flat_map(|p| {
+            p["PolicyDocument"]["Statement"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .collect();
+    // The managed policies attached to the role.
+    let attached: Vec<&serde_json::Value> = t["Resources"]
+        .as_object()
+        .expect("resources")
+        .values()
+        .filter(|r| {
+            r["Type"] == "AWS::IAM::ManagedPolicy"
+                && r["Properties"]["Roles"] == serde_json::json!([{"Ref": "BrokerRole"}])
+        })
+        .collect();
+    for m in &attached {
+        let st = resolve(&m["Properties"]["PolicyDocument"]["Statement"], &names);
+        role.extend(st.as_array().cloned().unwrap_or_default());
+    }
+    let boundary = resolve(
+        &t["Resources"]["BindingBoundary"]["Properties"]["PolicyDocument"]["Statement"],
+        &names,
+    );
+    let boundary = boundary.as_array().expect("statements").clone();
+    let user = format!("arn:aws:iam::{acct}:user/{id}/kab-user");
+    let pb = "iam:PermissionsBoundary";
+    let cases: Vec<(&str, Request, iam::Decision)> = vec![
+        (
+            "create a binding user with the boundary",
+            Request::new("iam:CreateUser", &user).with(pb, &[&boundary_arn]),
+            Allow,
+        ),
+        (
+            "create a user without a boundary",
+            Request::new("iam:CreateUser", &user),
+            ImplicitDeny,
+        ),
+        (
+            "create a user with another boundary",
+            Request::new("iam:CreateUser", &user)
+                .with(pb, &["arn:aws:iam::aws:policy/AdministratorAccess"]),
+            ImplicitDeny,
+        ),
+        (
+            "write a user policy on a bounded user",
+            Request::new("iam:PutUserPolicy", &user).with(pb, &[&boundary_arn]),
+            Allow,
+        ),
+        (
+            "write a user policy on an unbounded user",
+            Request::new("iam:PutUserPolicy", &user),
+            ImplicitDeny,
+        ),
+        (
+            "drop a user's boundary",
+            Request::new("iam:DeleteUserPermissionsBoundary", &user),
+            ExplicitDeny,
+        ),
+        (
+            "attach a managed policy to a user",
+            Request::new("iam:AttachUserPolicy", &user),
+            ExplicitDeny,
+        ),
+        (
+            "create a user outside the broker's path",
+            Request::new("iam:CreateUser", &format!("arn:aws:iam::{acct}:user/admin"))
+                .with(pb, &[&boundary_arn]),
+            ImplicitDeny,
+        ),
+        (
+            "read a binding secret",
+            Request::new(
+                "secretsmanager:GetSecretValue",
+                &format!(
+                    "arn:aws:secretsmanager:us-west-2:{acct}:secret:{id}-sqs-b3-abc-x-credentials-AbCdEf"
+                ),
+            ),
+            Allow,
+        ),
+        (
+            "read another secret",
+            Request::new(
+                "secretsmanager:GetSecretValue",
+                &format!("arn:aws:secretsmanager:us-west-2:{acct}:secret:prod/db-AbCdEf"),
+            ),
+            ImplicitDeny,
+        ),
+        (
+            "create a KMS key tagged as the broker's",
+            Request::new("kms:CreateKey", "*").with("aws:RequestTag/kube-aws:broker", &[id]),
+            Allow,
+        ),
+        (
+            "decrypt with the cluster's key after tagging it",
+            Request::new(
+                "kms:Decrypt",
+                &format!("arn:aws:kms:us-west-2:{acct}:key/cluster"),
+            )
+            .with("aws:ResourceTag/kube-aws:broker", &[id]),
+            ImplicitDeny,
+        ),
+        (
+            "change the cluster key's policy after tagging it",
+            Request::new(
+                "kms:PutKeyPolicy",
+                &format!("arn:aws:kms:us-west-2:{acct}:key/cluster"),
+            )
+            .with("aws:ResourceTag/kube-aws:broker", &[id]),
+            ImplicitDeny,
+        ),
+        (
+            "tag a key with a tag other than the broker's",
+            Request::new(
+                "kms:TagResource",
+                &format!("arn:aws:kms:us-west-2:{acct}:key/cluster"),
+            )
+            .with("aws:RequestTag/kube-aws:broker", &[id])
+            .with("aws:TagKeys", &["kube-aws:broker", "owner"]),
+            ImplicitDeny,
+        ),
+        (
+            "alias the cluster key into the broker's prefix",
+            Request::new(
+                "kms:CreateAlias",
+                &format!("arn:aws:kms:us-west-2:{acct}:key/cluster"),
+            ),
+            ImplicitDeny,
+        ),
+        (
+            "create an EMR instance role with the boundary",
+            Request::new(
+                "iam:CreateRole",
+                &format!("arn:aws:iam::{acct}:role/{id}/instance/r"),
+            )
+            .with(pb, &[&boundary_arn]),
+            Allow,
+        ),
+        (
+            "create an EMR instance role without it",
+            Request::new(
+                "iam:CreateRole",
+                &format!("arn:aws:iam::{acct}:role/{id}/instance/r"),
+            ),
+            ImplicitDeny,
+        ),
+        (
+            "pass a service role to EC2",
+            Request::new(
+                "iam:PassRole",
+                &format!("arn:aws:iam::{acct}:role/{id}/service/r"),
+            )
+            .with("iam:PassedToService", &["ec2.amazonaws.com"]),
+            ImplicitDeny,
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (name, r, want) in &cases {
+        let got = evaluate(&role, r);
+        if got != *want {
+            failures.push(format!("broker role, {name}: {got:?}, want {want:?}"));
+        }
+    }
+    // A binding user with a wildcard inline policy (the worst the broker could write)
+    // gets no more than the boundary.
+    let star = vec![serde_json::json!({"Effect": "Allow", "Action": "*", "Resource": "*"})];
+    let bounded: Vec<(&str, Request, iam::Decision)> = vec![
+        (
+            "use a broker bucket",
+            Request::new(
+                "s3:GetObject",
+                &format!("arn:aws:s3:::{id}-s3-i-x-bucket-1/k"),
+            ),
+            Allow,
+        ),
+        (
+            "use another bucket",
+            Request::new("s3:GetObject", "arn:aws:s3:::prod-data/k"),
+            ImplicitDeny,
+        ),
+        (
+            "create IAM users",
+            Request::new("iam:CreateUser", &user),
+            ImplicitDeny,
+        ),
+        (
+            "decrypt with a broker key",
+            Request::new(
+                "kms:Decrypt",
+                &format!("arn:aws:kms:us-west-2:{acct}:key/k"),
+            )
+            .with("kms:ResourceAliases", &[&format!("alias/{id}-kms-i-x")]),
+            Allow,
+        ),
+        (
+            "decrypt with the cluster key, tagged as the broker's",
+            Request::new(
+                "kms:Decrypt",
+                &format!("arn:aws:kms:us-west-2:{acct}:key/cluster"),
+            )
+            .with("aws:ResourceTag/kube-aws:broker", &[id]),
+            ImplicitDeny,
+        ),
+    ];
+    for (name, r, want) in &bounded {
+        let got = evaluate_bounded(&star, &boundary, r);
+        if got != *want {
+            failures.push(format!(
+                "bounded binding user, {name}: {got:?}, want {want:?}"
+            ));
+        }
+    }
+    // IAM quotas: a role's inline policies share 10,240 characters, a managed policy has
+    // 6,144 (whitespace not counted). https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html
+    let inline: usize = t["Resources"]["BrokerRole"]["Properties"]["Policies"]
+        .as_array()
+        .expect("policies")
+        .iter()
+        .map(|p| {
+            serde_json::to_string(&p["PolicyDocument"])
+                .expect("json")
+                .len()
+        })
+        .sum();
+    let boundary_size =
+        serde_json::to_string(&t["Resources"]["BindingBoundary"]["Properties"]["PolicyDocument"])
+            .expect("json")
+            .len();
+    let managed: Vec<usize> = attached
+        .iter()
+        .map(|m| {
+            serde_json::to_string(&m["Properties"]["PolicyDocument"])
+                .expect("json")
+                .len()
+        })
+        .collect();
+    eprintln!(
+        "broker IAM with all 18 services: role inline policy {inline} characters (limit 10,240), attached managed policies {managed:?} and boundary {boundary_size} (limit 6,144 each); {} cases",
+        cases.len() + bounded.len()
+    );
+    assert!(
+        inline < 10_240,
+        "the broker role's inline policy is {inline} characters"
+    );
+    assert!(
+        managed.iter().chain([&boundary_size]).all(|n| *n < 6_144),
+        "{managed:?} {boundary_size}"
+    );
+    assert!(
+        managed.len() <= 10,
+        "IAM attaches at most 10 managed policies to a role by default"
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

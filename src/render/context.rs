@@ -269,8 +269,11 @@ pub struct AddonsCtx {
     pub table: String,
     /// IAM role the broker assumes from the controllers.
     pub role_name: String,
-    /// The role's statements for the offered services, as a JSON array.
-    pub broker_policy: String,
+    /// The role's statements for the offered services, as JSON arrays, each small enough
+    /// for one managed policy (IAM: 6,144 characters; a role's inline policies share
+    /// 10,240, which all 18 services exceed).
+    /// https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html
+    pub broker_policies: Vec<String>,
     /// The managed policy that bounds every binding user (`broker_names`).
     pub boundary_name: String,
     /// Its statements: the offered services' `bindBoundary`, as a JSON array.
@@ -284,6 +287,29 @@ pub fn broker_names(cluster: &str, broker_id: &str) -> (String, String) {
         format!("kube-aws-{cluster}-{broker_id}-state"),
         format!("kube-aws-{cluster}-{broker_id}"),
     )
+}
+
+/// Characters of statements per managed policy: IAM's 6,144 less the document's frame.
+const MANAGED_POLICY_BUDGET: usize = 6_000;
+
+/// Splits statements, in order, into JSON arrays of at most `budget` characters each.
+pub fn chunk_statements(statements: &[serde_json::Value], budget: usize) -> Vec<String> {
+    let mut out: Vec<Vec<&serde_json::Value>> = Vec::new();
+    let mut size = 0;
+    for s in statements {
+        let n = serde_json::to_string(s).map(|x| x.len() + 1).unwrap_or(0);
+        match out.last_mut() {
+            Some(c) if size + n <= budget => c.push(s),
+            _ => {
+                out.push(vec![s]);
+                size = 0;
+            }
+        }
+        size += n;
+    }
+    out.iter()
+        .map(|c| serde_json::to_string(c).unwrap_or_else(|_| "[]".into()))
+        .collect()
 }
 
 /// Name of the managed policy that bounds the broker's binding users.
@@ -670,7 +696,7 @@ fn addons_ctx(c: &Config) -> AddonsCtx {
         namespace: b.namespace.clone(),
         table,
         role_name,
-        broker_policy: serde_json::to_string(&policy).unwrap_or_else(|_| "[]".into()),
+        broker_policies: chunk_statements(&policy, MANAGED_POLICY_BUDGET),
         boundary_name: boundary_name(&c.cluster_name, &b.broker_id),
         bind_boundary: serde_json::to_string(&boundary).unwrap_or_else(|_| "[]".into()),
     }
