@@ -611,6 +611,22 @@ mod tests {
         assert_eq!(c.services.len(), 18, "the seeds' 18 classes");
         let osb = c.osb();
         assert_eq!(osb["services"].as_array().unwrap().len(), c.services.len());
+        // OSB 2.17 Input Parameters Schema: each schema declares `$schema`, has no
+        // external reference, and stays under 64 kB.
+        for s in osb["services"].as_array().unwrap() {
+            for p in s["plans"].as_array().unwrap() {
+                for path in [
+                    "/schemas/service_instance/create/parameters",
+                    "/schemas/service_instance/update/parameters",
+                    "/schemas/service_binding/create/parameters",
+                ] {
+                    let schema = p.pointer(path).unwrap();
+                    let text = schema.to_string();
+                    assert!(schema["$schema"].is_string(), "{} {path}", s["name"]);
+                    assert!(!text.contains("$ref") && text.len() < 64 * 1024);
+                }
+            }
+        }
     }
 
     #[test]

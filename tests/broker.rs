@@ -698,6 +698,14 @@ async fn bad_requests_get_the_spec_answer_and_change_nothing() {
             Some("ConcurrencyError"),
         ),
         (
+            "busy: a well-formed deprovision",
+            Method::DELETE,
+            format!("{busy_path}{}", ids(&sid, &pid)),
+            None,
+            422,
+            Some("ConcurrencyError"),
+        ),
+        (
             "busy: fetch while provisioning",
             Method::GET,
             busy_path.clone(),

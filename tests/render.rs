@@ -811,7 +811,10 @@ fn broker_iam_holds_under_policy_evaluation() {
         .find(|a| a.name == "stack/addons")
         .expect("the add-ons stack");
     let (_, bad, stderr) = cfn_lint(&assets, &cfg.region);
-    assert!(bad.is_empty(), "cfn-lint with every service: {bad:?} {stderr}");
+    assert!(
+        bad.is_empty(),
+        "cfn-lint with every service: {bad:?} {stderr}"
+    );
     let t: serde_json::Value = serde_json::from_slice(&stack.body).expect("json");
     let (acct, id) = ("123456789012", "awsbroker");
     let boundary_arn = format!(

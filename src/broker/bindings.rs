@@ -188,7 +188,7 @@ pub async fn bind<S: StateStore, C: Cloud>(
         let existing = app.load::<Binding>(&bkey(&iid, &bid)).await?;
         let expected = match &existing {
             Some((e, v)) if e.gone => Some(*v),
-            Some((e, _)) => return same_bind(&app, &c, &inst, e, &b, service).await,
+            Some((e, v)) => return same_bind(&app, &c, &inst, e, *v, &b, service).await,
             None => None,
         };
         if b.stack_name.is_none() {
@@ -213,23 +213,23 @@ pub async fn bind<S: StateStore, C: Cloud>(
             Err(CfnError::Other(e)) => return Err(OsbError::internal(e)),
         };
         b.stack_id = Some(id.clone());
-        let Some(mut ver) = app.save(&bkey(&iid, &bid), &b, Some(ver)).await? else {
-            return ok(StatusCode::ACCEPTED, json!({"operation": op.id}));
-        };
+        // A conflict: a poll on another replica recorded the id first; nothing is lost.
+        let ver = app.save(&bkey(&iid, &bid), &b, Some(ver)).await?;
         if c.accepts_incomplete {
             return ok(StatusCode::ACCEPTED, json!({"operation": op.id}));
         }
-        // A synchronous bind: wait (bounded) for the IAM user's stack.
-        if settle(&app, &id, &op).await? {
+        // A synchronous bind: wait (bounded) for the IAM user's stack. OSB 2.17 allows 202
+        // only with accepts_incomplete=true, so one that outlasts the wait is a
+        // ConcurrencyError: the platform repeats the bind and gets the credentials.
+        if ver.is_some() && settle(&app, &id, &op).await? {
             b.ready = true;
-            if let Some(v) = app.save(&bkey(&iid, &bid), &b, Some(ver)).await? {
-                ver = v;
-            }
-            let _ = ver;
+            app.save(&bkey(&iid, &bid), &b, ver).await?;
             let creds = app.credentials(&inst, &b, service).await?;
             return ok(StatusCode::CREATED, json!({"credentials": creds}));
         }
-        return ok(StatusCode::ACCEPTED, json!({"operation": op.id}));
+        return Err(still_running(
+            "the binding's IAM user is still being created",
+        ));
     }
     Err(OsbError::concurrency())
 }
@@ -241,6 +241,7 @@ async fn same_bind<S: StateStore, C: Cloud>(
     c: &Checked,
     inst: &Instance,
     existing: &Binding,
+    ver: u64,
     wanted: &Binding,
     service: &Service,
 ) -> Res {
@@ -256,11 +257,24 @@ async fn same_bind<S: StateStore, C: Cloud>(
         let creds = app.credentials(inst, existing, service).await?;
         return ok(StatusCode::OK, json!({"credentials": creds}));
     }
-    match &existing.op {
-        Some(op) if op.kind == OpKind::Bind && c.accepts_incomplete => {
-            ok(StatusCode::ACCEPTED, json!({"operation": op.id}))
-        }
-        _ => Err(OsbError::concurrency()),
+    let Some(op) = existing.op.as_ref().filter(|o| o.kind == OpKind::Bind) else {
+        return Err(OsbError::concurrency());
+    };
+    // The stack may have finished since anyone looked.
+    if let Some(id) = &existing.stack_id
+        && app.op_state_of(op, Some(id)).await? == OpState::Succeeded
+    {
+        let mut b = existing.clone();
+        b.ready = true;
+        app.save(&bkey(&b.instance_id, &b.id), &b, Some(ver))
+            .await?;
+        let creds = app.credentials(inst, &b, service).await?;
+        return ok(StatusCode::OK, json!({"credentials": creds}));
+    }
+    if c.accepts_incomplete {
+        ok(StatusCode::ACCEPTED, json!({"operation": op.id}))
+    } else {
+        Err(OsbError::concurrency())
     }
 }
 
@@ -318,12 +332,28 @@ pub async fn unbind<S: StateStore, C: Cloud>(
         return Err(OsbError::concurrency());
     };
     app.cloud.delete(&stack, &op.id).await?;
-    if !c.accepts_incomplete && settle(&app, &stack, &op).await? {
+    if c.accepts_incomplete {
+        return ok(StatusCode::ACCEPTED, json!({"operation": op.id}));
+    }
+    if settle(&app, &stack, &op).await? {
         b.gone = true;
         app.save(&bkey(&iid, &bid), &b, Some(ver)).await?;
         return ok(StatusCode::OK, json!({}));
     }
-    ok(StatusCode::ACCEPTED, json!({"operation": op.id}))
+    Err(still_running(
+        "the binding's IAM user is still being deleted",
+    ))
+}
+
+/// A synchronous request whose stack outlasted the wait: 202 would need
+/// accepts_incomplete=true (OSB 2.17 "Asynchronous Operations"), so the platform is told
+/// an operation is in progress and repeats the request.
+fn still_running(what: &str) -> OsbError {
+    OsbError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Some("ConcurrencyError"),
+        format!("{what}; repeat the request, or send accepts_incomplete=true"),
+    )
 }
 
 pub async fn last_operation<S: StateStore, C: Cloud>(

@@ -78,6 +78,10 @@ impl super::cloud::Cloud for Arc<Fake> {
 type TestApp = Arc<App<Arc<MemStore>, Arc<Fake>>>;
 
 fn app(s: &Shared) -> TestApp {
+    app_with(s, Limits::default())
+}
+
+fn app_with(s: &Shared, limits: Limits) -> TestApp {
     let catalog = crate::broker_catalog::Catalog::load(None).unwrap();
     Arc::new(App::new(
         catalog,
@@ -90,7 +94,7 @@ fn app(s: &Shared) -> TestApp {
         },
         Some("arn:aws:iam::123456789012:policy/boundary".into()),
         Some("arn:aws:iam::123456789012:role/kab".into()),
-        Limits::default(),
+        limits,
     ))
 }
 
@@ -398,4 +402,176 @@ async fn last_operation_reports_the_last_operation_whatever_operation_is_named()
     assert_eq!((s, body["state"].as_str()), (200, Some("succeeded")));
     let (s, _) = poll(&a, "unknown").await;
     assert_eq!(s, 404);
+}
+
+#[tokio::test]
+async fn a_synchronous_bind_never_answers_202() {
+    let shared = Shared::default();
+    let a = app_with(
+        &shared,
+        Limits {
+            settle: std::time::Duration::from_millis(300),
+        },
+    );
+    let (sid, pid) = ids(&a, "sqs", "standard");
+    provision(
+        &a,
+        "i1",
+        json!({"service_id": sid, "plan_id": pid, "organization_guid": "o", "space_guid": "s"}),
+    )
+    .await;
+    poll(&a, "i1").await;
+    shared.cloud.slow.store(true, Ordering::SeqCst);
+    let body = json!({"service_id": sid, "plan_id": pid});
+    let (s, v) = bind(&a, "i1", "b1", body.clone()).await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (422, Some("ConcurrencyError")),
+        "{v}"
+    );
+    let (s, v) = bind(&a, "i1", "b1", body.clone()).await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (422, Some("ConcurrencyError")),
+        "{v}"
+    );
+    shared.cloud.finish();
+    let (s, v) = bind(&a, "i1", "b1", body).await;
+    assert_eq!(
+        s, 200,
+        "the repeat gets the credentials once the user exists: {v}"
+    );
+    assert!(v["credentials"]["SQS_AWS_ACCESS_KEY_ID"].is_string());
+}
+
+async fn deprovision(a: &TestApp, iid: &str, sid: &str, pid: &str) -> (u16, Value) {
+    answer(
+        instances::deprovision(
+            State(a.clone()),
+            Path(iid.to_string()),
+            q(&format!(
+                "service_id={sid}&plan_id={pid}&accepts_incomplete=true"
+            )),
+        )
+        .await,
+    )
+    .await
+}
+
+/// OSB 2.17: a repeated request while its operation runs gets 202 with the same
+/// `operation` (Provisioning, Binding, Unbinding, Deprovisioning: "MUST ... 202").
+#[tokio::test]
+async fn repeats_while_running_get_202_and_the_same_operation() {
+    let shared = Shared::default();
+    shared.cloud.slow.store(true, Ordering::SeqCst);
+    let a = app(&shared);
+    let (sid, pid) = ids(&a, "sqs", "standard");
+    let body =
+        json!({"service_id": sid, "plan_id": pid, "organization_guid": "o", "space_guid": "s"});
+    let (s1, v1) = provision(&a, "i1", body.clone()).await;
+    let (s2, v2) = provision(&a, "i1", body).await;
+    assert_eq!((s1, s2), (202, 202));
+    assert_eq!(v1["operation"], v2["operation"]);
+    assert_eq!(poll(&a, "i1").await.1["state"], "in progress");
+    shared.cloud.finish();
+    assert_eq!(poll(&a, "i1").await.1["state"], "succeeded");
+    let bind_async = |bid: &'static str| {
+        let a = a.clone();
+        let body = json!({"service_id": sid, "plan_id": pid});
+        async move {
+            answer(
+                bindings::bind(
+                    State(a),
+                    Path(("i1".to_string(), bid.to_string())),
+                    q("accepts_incomplete=true"),
+                    Bytes::from(body.to_string()),
+                )
+                .await,
+            )
+            .await
+        }
+    };
+    let (b1, w1) = bind_async("b1").await;
+    let (b2, w2) = bind_async("b1").await;
+    assert_eq!((b1, b2), (202, 202));
+    assert_eq!(w1["operation"], w2["operation"]);
+    assert!(w1.get("credentials").is_none(), "no credentials in a 202");
+    let (s, _) =
+        answer(bindings::fetch(State(a.clone()), Path(("i1".into(), "b1".into())), q("")).await)
+            .await;
+    assert_eq!(s, 404, "a binding being created is not fetchable");
+    shared.cloud.finish();
+    let unbind_async = || {
+        let a = a.clone();
+        let qs = format!("service_id={sid}&plan_id={pid}&accepts_incomplete=true");
+        async move {
+            answer(bindings::unbind(State(a), Path(("i1".into(), "b1".into())), q(&qs)).await).await
+        }
+    };
+    let (u1, x1) = unbind_async().await;
+    let (u2, x2) = unbind_async().await;
+    assert_eq!((u1, u2), (202, 202));
+    assert_eq!(x1["operation"], x2["operation"]);
+    shared.cloud.finish();
+    let (s, v) = answer(
+        bindings::last_operation(State(a.clone()), Path(("i1".into(), "b1".into())), q("")).await,
+    )
+    .await;
+    assert_eq!((s, v["state"].as_str()), (200, Some("succeeded")));
+    let (s, _) = answer(
+        bindings::last_operation(State(a.clone()), Path(("i1".into(), "b1".into())), q("")).await,
+    )
+    .await;
+    assert_eq!(s, 410, "an unbound binding's poll is 410");
+    let (d1, y1) = deprovision(&a, "i1", &sid, &pid).await;
+    let (d2, y2) = deprovision(&a, "i1", &sid, &pid).await;
+    assert_eq!((d1, d2), (202, 202));
+    assert_eq!(y1["operation"], y2["operation"]);
+    shared.cloud.finish();
+    assert_eq!(poll(&a, "i1").await.1["state"], "succeeded");
+    assert_eq!(poll(&a, "i1").await.0, 410);
+    assert_eq!(deprovision(&a, "i1", &sid, &pid).await.0, 410);
+}
+
+/// OSB 2.17 Fetching a Service Instance: 404 while provisioning, 422 ConcurrencyError
+/// while updating; Updating: no plan_id keeps the plan, parameters merge.
+#[tokio::test]
+async fn fetch_during_an_update_is_a_concurrency_error() {
+    let shared = Shared::default();
+    let a = app(&shared);
+    let (sid, pid) = ids(&a, "sqs", "standard");
+    shared.cloud.slow.store(true, Ordering::SeqCst);
+    provision(
+        &a,
+        "i1",
+        json!({"service_id": sid, "plan_id": pid, "organization_guid": "o", "space_guid": "s"}),
+    )
+    .await;
+    let fetch = || async {
+        answer(instances::fetch(State(a.clone()), Path("i1".into()), q("")).await).await
+    };
+    assert_eq!(fetch().await.0, 404, "being provisioned");
+    shared.cloud.finish();
+    poll(&a, "i1").await;
+    let (s, v) = answer(
+        instances::update(
+            State(a.clone()),
+            Path("i1".into()),
+            q("accepts_incomplete=true"),
+            Bytes::from(
+                json!({"service_id": sid, "parameters": {"VisibilityTimeout": 20}}).to_string(),
+            ),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(s, 202, "{v}");
+    let (s, v) = fetch().await;
+    assert_eq!((s, v["error"].as_str()), (422, Some("ConcurrencyError")));
+    shared.cloud.finish();
+    assert_eq!(poll(&a, "i1").await.1["state"], "succeeded");
+    let (s, v) = fetch().await;
+    assert_eq!(s, 200);
+    assert_eq!(v["plan_id"], pid.as_str(), "no plan_id: the plan stays");
+    assert_eq!(v["parameters"]["VisibilityTimeout"], 20);
 }
