@@ -716,6 +716,31 @@ mod tests {
     }
 
     #[test]
+    fn binding_policies_name_only_outputs_and_no_fixed_partition() {
+        let c = Catalog::load(None).unwrap();
+        for s in &c.services {
+            let outputs: BTreeMap<String, String> = s
+                .template
+                .get("Outputs")
+                .and_then(Value::as_object)
+                .map(|o| o.keys().map(|k| (k.clone(), "x".to_string())).collect())
+                .unwrap_or_default();
+            for st in &s.bind_policy {
+                assert!(
+                    substitute(st, &outputs).is_ok(),
+                    "{}: bindPolicy names a missing output: {st}",
+                    s.name
+                );
+                assert!(
+                    !st.to_string().contains("arn:aws:"),
+                    "{}: a partition written out in {st}",
+                    s.name
+                );
+            }
+        }
+    }
+
+    #[test]
     fn substitutes_outputs() {
         let o: BTreeMap<String, String> = [("BucketArn".to_string(), "arn:b".to_string())].into();
         assert_eq!(

@@ -190,6 +190,12 @@ async fn s3_seed_flow() {
         .await
         .expect("list");
     assert_eq!(list.contents().len(), 0);
+    // An object (and, the bucket being versioned, old versions) left behind: deprovision
+    // still deletes the bucket, as OSB's "delete every resource" asks.
+    put("demo/left-behind.txt").await.expect("put");
+    put("demo/left-behind.txt")
+        .await
+        .expect("put a second version");
 
     // Unbind, deprovision; the bucket is gone and the instance answers 410.
     let (s, _) = b.delete(&bpath, &sid, &pid, false).await;

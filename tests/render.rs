@@ -994,12 +994,37 @@ fn broker_iam_holds_under_policy_evaluation() {
             ImplicitDeny,
         ),
         (
-            "pass a service role to EC2",
+            "pass the EMR service role to EC2",
             Request::new(
                 "iam:PassRole",
-                &format!("arn:aws:iam::{acct}:role/{id}/service/r"),
+                &format!("arn:aws:iam::{acct}:role/{id}-emr-service"),
             )
             .with("iam:PassedToService", &["ec2.amazonaws.com"]),
+            ImplicitDeny,
+        ),
+        (
+            "pass the EMR service role to EMR",
+            Request::new(
+                "iam:PassRole",
+                &format!("arn:aws:iam::{acct}:role/{id}-emr-service"),
+            )
+            .with("iam:PassedToService", &["elasticmapreduce.amazonaws.com"]),
+            Allow,
+        ),
+        (
+            "create a role that is not bounded (a would-be admin role)",
+            Request::new(
+                "iam:CreateRole",
+                &format!("arn:aws:iam::{acct}:role/{id}/service/admin"),
+            ),
+            ImplicitDeny,
+        ),
+        (
+            "write an inline policy into the EMR service role",
+            Request::new(
+                "iam:PutRolePolicy",
+                &format!("arn:aws:iam::{acct}:role/{id}-emr-service"),
+            ),
             ImplicitDeny,
         ),
     ];

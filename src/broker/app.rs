@@ -32,7 +32,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            settle: Duration::from_secs(60),
+            settle: Duration::from_secs(40),
         }
     }
 }

@@ -9,8 +9,8 @@ use super::cloud::Cloud;
 use super::error::OsbError;
 use super::instances::{Q, Res, ok, same_instance, service_and_plan};
 use super::state::{
-    Binding, Instance, MAX_STACK_NAME, Op, OpKind, OpState, binding_stack, bkey, ikey, new_op, now,
-    owns, stack_tags,
+    Binding, Instance, MAX_STACK_NAME, Op, OpKind, OpState, abandoned, binding_stack, bkey, ikey,
+    new_op, owns, stack_tags,
 };
 use super::store::StateStore;
 use super::validate::{Checked, Endpoint, check};
@@ -23,8 +23,6 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-const ABANDONED_SECS: u64 = 30;
 
 /// `service_id` / `plan_id` must be those the binding was made with.
 fn same_binding(c: &Checked, b: &Binding, inst: Option<&Instance>) -> Result<(), OsbError> {
@@ -165,7 +163,7 @@ pub async fn bind<S: StateStore, C: Cloud>(
             "instance and binding ids are too long together for a CloudFormation stack name (at most {MAX_STACK_NAME} characters with the broker id and service)"
         )));
     }
-    let _g = app.lock(&iid).await;
+    let guard = app.lock(&iid).await;
     let inst = instance_for(&app, &iid).await?;
     same_instance(&c, &inst)?;
     if !inst.ready || app.busy(&inst).await? {
@@ -213,20 +211,34 @@ pub async fn bind<S: StateStore, C: Cloud>(
             Err(CfnError::Other(e)) => return Err(OsbError::internal(e)),
         };
         b.stack_id = Some(id.clone());
-        // A conflict: a poll on another replica recorded the id first; nothing is lost.
-        let ver = app.save(&bkey(&iid, &bid), &b, Some(ver)).await?;
+        let ver = match app.save(&bkey(&iid, &bid), &b, Some(ver)).await? {
+            Some(v) => v,
+            None => match app.load::<Binding>(&bkey(&iid, &bid)).await? {
+                // A poll on another replica recorded the id first: nothing is lost.
+                Some((r, v)) if !r.gone && r.op.as_ref().is_some_and(|o| o.id == op.id) => v,
+                // An unbind on another replica removed the record while CreateStack ran:
+                // the stack (an IAM user and its key) must not outlive it.
+                _ => {
+                    app.cloud.delete(&id, &format!("{}-orphan", op.id)).await?;
+                    return Err(OsbError::concurrency());
+                }
+            },
+        };
         if c.accepts_incomplete {
             return ok(StatusCode::ACCEPTED, json!({"operation": op.id}));
         }
-        // A synchronous bind: wait (bounded) for the IAM user's stack. OSB 2.17 allows 202
-        // only with accepts_incomplete=true, so one that outlasts the wait is a
-        // ConcurrencyError: the platform repeats the bind and gets the credentials.
-        if ver.is_some() && settle(&app, &id, &op).await? {
+        // A synchronous bind: wait (bounded) for the IAM user's stack, without holding
+        // the instance's lock, so other requests on the instance are not queued behind.
+        drop(guard);
+        if settle(&app, &id, &op).await? {
             b.ready = true;
-            app.save(&bkey(&iid, &bid), &b, ver).await?;
+            app.save(&bkey(&iid, &bid), &b, Some(ver)).await?;
             let creds = app.credentials(&inst, &b, service).await?;
             return ok(StatusCode::CREATED, json!({"credentials": creds}));
         }
+        // OSB 2.17 allows 202 only with accepts_incomplete=true, and a 4xx must leave
+        // nothing behind; a 5xx makes the platform unbind (orphan mitigation), which
+        // deletes the user the stack is still making.
         return Err(still_running(
             "the binding's IAM user is still being created",
         ));
@@ -285,7 +297,7 @@ pub async fn unbind<S: StateStore, C: Cloud>(
 ) -> Res {
     let c = check(Endpoint::Unbind, &[&iid, &bid], &q, b"")?;
     let (service, _) = service_and_plan(&app, &c)?;
-    let _g = app.lock(&iid).await;
+    let guard = app.lock(&iid).await;
     let Some((mut b, ver)) = app.load::<Binding>(&bkey(&iid, &bid)).await? else {
         return Err(OsbError::gone());
     };
@@ -318,9 +330,21 @@ pub async fn unbind<S: StateStore, C: Cloud>(
         }
         (None, None) => None,
     };
+    // A bind whose CreateStack may still be running on another replica: wait for it,
+    // or its IAM user would outlive the record.
+    if stack.is_none()
+        && b.stack_name.is_some()
+        && b.op
+            .as_ref()
+            .is_some_and(|o| o.kind == OpKind::Bind && !abandoned(o))
+    {
+        return Err(OsbError::concurrency());
+    }
     let op = new_op(OpKind::Unbind);
     b.op = Some(op.clone());
     b.stack_id = stack.clone();
+    // Being deleted: no longer fetchable, its credentials no longer handed out.
+    b.ready = false;
     let Some(stack) = stack else {
         b.gone = true;
         if app.save(&bkey(&iid, &bid), &b, Some(ver)).await?.is_none() {
@@ -335,6 +359,7 @@ pub async fn unbind<S: StateStore, C: Cloud>(
     if c.accepts_incomplete {
         return ok(StatusCode::ACCEPTED, json!({"operation": op.id}));
     }
+    drop(guard);
     if settle(&app, &stack, &op).await? {
         b.gone = true;
         app.save(&bkey(&iid, &bid), &b, Some(ver)).await?;
@@ -346,13 +371,14 @@ pub async fn unbind<S: StateStore, C: Cloud>(
 }
 
 /// A synchronous request whose stack outlasted the wait: 202 would need
-/// accepts_incomplete=true (OSB 2.17 "Asynchronous Operations"), so the platform is told
-/// an operation is in progress and repeats the request.
+/// accepts_incomplete=true (OSB 2.17 "Asynchronous Operations") and a 4xx must leave
+/// nothing changed, so it is a 5xx, after which the platform cleans up (orphan
+/// mitigation).
 fn still_running(what: &str) -> OsbError {
     OsbError::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        Some("ConcurrencyError"),
-        format!("{what}; repeat the request, or send accepts_incomplete=true"),
+        StatusCode::GATEWAY_TIMEOUT,
+        None,
+        format!("{what}; send accepts_incomplete=true for bindings that take longer"),
     )
 }
 
@@ -391,9 +417,7 @@ pub async fn last_operation<S: StateStore, C: Cloud>(
             .map(|s| s.id);
         let id = match found {
             Some(id) => Some(id),
-            None if now().saturating_sub(op.started) >= ABANDONED_SECS || op.started == 0 => {
-                Some(create_stack(&app, service, inst, &b, &op).await?)
-            }
+            None if abandoned(&op) => Some(create_stack(&app, service, inst, &b, &op).await?),
             None => None,
         };
         if let Some(id) = id {

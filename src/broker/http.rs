@@ -51,7 +51,7 @@ impl Default for Timeouts {
         Timeouts {
             header_read: Duration::from_secs(10),
             idle: Duration::from_secs(120),
-            // Longer than the longest synchronous wait (a bind's stack, 60 s).
+            // Longer than the longest synchronous wait (a bind's stack, 40 s).
             request: Duration::from_secs(90),
             max_connections: 512,
         }

@@ -9,7 +9,7 @@ use super::app::App;
 use super::cloud::Cloud;
 use super::error::OsbError;
 use super::state::{
-    Instance, OpKind, OpState, ikey, instance_stack, new_op, now, owns, stack_tags,
+    Instance, OpKind, OpState, abandoned, ikey, instance_stack, new_op, owns, stack_tags,
 };
 use super::store::StateStore;
 use super::validate::{Checked, Endpoint, check};
@@ -30,9 +30,6 @@ pub type Q = Query<Vec<(String, String)>>;
 pub fn ok(status: StatusCode, body: Value) -> Res {
     Ok((status, Json(body)).into_response())
 }
-
-/// A record written this long ago without a stack id is taken as abandoned by a crash.
-const ABANDONED_SECS: u64 = 30;
 
 /// `service_id` / `plan_id` of a request that names an existing instance must be its own
 /// (OSB: they identify the instance; `plan_id` may be the pre-update plan).
@@ -140,7 +137,7 @@ pub async fn provision<S: StateStore, C: Cloud>(
     for _ in 0..2 {
         let existing = app.load::<Instance>(&ikey(&iid)).await?;
         let expected = match &existing {
-            Some((e, v)) if e.gone => Some(*v),
+            Some((e, v)) if e.gone || deprovisioned(&app, e).await? => Some(*v),
             Some((e, _)) => return same_provision(&app, e, &inst).await,
             None => None,
         };
@@ -181,6 +178,20 @@ pub async fn provision<S: StateStore, C: Cloud>(
         };
     }
     Err(OsbError::concurrency())
+}
+
+/// True when the instance's deprovision finished in CloudFormation (before any poll
+/// recorded it).
+async fn deprovisioned<S: StateStore, C: Cloud>(
+    app: &App<S, C>,
+    inst: &Instance,
+) -> Result<bool, OsbError> {
+    match &inst.op {
+        Some(op) if op.kind == OpKind::Deprovision => {
+            Ok(app.op_state_of(op, inst.stack_id.as_deref()).await? == OpState::Succeeded)
+        }
+        _ => Ok(false),
+    }
 }
 
 /// A provision for an id that exists: 200/202 when it is the same request, 409 when not.
@@ -343,15 +354,21 @@ pub async fn deprovision<S: StateStore, C: Cloud>(
     same_instance(&c, &inst)?;
     if let Some(op) = &inst.op
         && op.kind == OpKind::Deprovision
-        && app.op_state_of(op, inst.stack_id.as_deref()).await? == OpState::InProgress
     {
-        return ok(StatusCode::ACCEPTED, json!({"operation": op.id}));
+        match app.op_state_of(op, inst.stack_id.as_deref()).await? {
+            OpState::InProgress => return ok(StatusCode::ACCEPTED, json!({"operation": op.id})),
+            // Deleted by an earlier request, not yet polled: it no longer exists.
+            OpState::Succeeded => {
+                inst.gone = true;
+                app.save(&ikey(&iid), &inst, Some(ver)).await?;
+                return Err(OsbError::gone());
+            }
+            OpState::Failed(_) => {}
+        }
     }
-    if app.busy(&inst).await? {
-        return Err(OsbError::concurrency());
-    }
-    // Without an id, the stack may still exist (a crash or a failed answer between the
-    // record and CreateStack): find it by name, and delete it only if it is ours.
+    // Without an id, the stack may still exist (a crash, a cancelled request or a failed
+    // answer between the record and CreateStack): find it by name, and delete it only if
+    // it is ours. The platform's orphan mitigation relies on this.
     let stack = match &inst.stack_id {
         Some(id) => Some(id.clone()),
         None => {
@@ -364,6 +381,18 @@ pub async fn deprovision<S: StateStore, C: Cloud>(
                 .map(|s| s.id)
         }
     };
+    let creating_without_id = inst.stack_id.is_none()
+        && inst
+            .op
+            .as_ref()
+            .is_some_and(|o| o.kind == OpKind::Provision && !abandoned(o));
+    if stack.is_none() && creating_without_id {
+        // A CreateStack may be in flight on another replica: wait for it.
+        return Err(OsbError::concurrency());
+    }
+    if inst.stack_id.is_some() && app.busy(&inst).await? {
+        return Err(OsbError::concurrency());
+    }
     let op = new_op(OpKind::Deprovision);
     inst.op = Some(op.clone());
     inst.stack_id = stack.clone();
@@ -414,7 +443,7 @@ pub async fn last_operation<S: StateStore, C: Cloud>(
             Some(id) => Some(id),
             // The broker stopped between the record and CreateStack: send it again,
             // with the same token, once the record is clearly abandoned.
-            None if now().saturating_sub(op.started) >= ABANDONED_SECS || op.started == 0 => {
+            None if abandoned(&op) => {
                 let plan = service.plan(&inst.plan_id).ok_or_else(|| {
                     OsbError::internal(anyhow::anyhow!("plan {} left the catalog", inst.plan_id))
                 })?;
@@ -452,7 +481,7 @@ pub async fn last_operation<S: StateStore, C: Cloud>(
             inst.previous_requested = None;
             app.save(&ikey(&iid), &inst, Some(ver)).await?;
         }
-        (OpKind::Update, OpState::Failed(_)) => {
+        (OpKind::Update, OpState::Failed(Some(d))) if d.starts_with("UPDATE_ROLLBACK_COMPLETE") => {
             // CloudFormation rolled the stack back: the instance is as it was, usable,
             // and the same update may be tried again (OSB 2.17 instance_usable,
             // update_repeatable).

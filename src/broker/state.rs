@@ -186,6 +186,15 @@ pub fn op_state(kind: OpKind, stack: Option<&StackState>) -> OpState {
     }
 }
 
+/// A record this old whose stack call left no stack id was abandoned (a crash, a
+/// cancelled request): longer than any CreateStack call takes to answer.
+pub const ABANDONED_SECS: u64 = 30;
+
+/// True when `op` began long enough ago to be taken as abandoned (or predates `started`).
+pub fn abandoned(op: &Op) -> bool {
+    op.started == 0 || now().saturating_sub(op.started) >= ABANDONED_SECS
+}
+
 pub fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

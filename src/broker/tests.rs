@@ -423,12 +423,10 @@ async fn a_synchronous_bind_never_answers_202() {
     poll(&a, "i1").await;
     shared.cloud.slow.store(true, Ordering::SeqCst);
     let body = json!({"service_id": sid, "plan_id": pid});
+    // Past the wait: a 5xx (a 4xx must leave nothing behind, a 202 needs
+    // accepts_incomplete), after which a platform unbinds or repeats.
     let (s, v) = bind(&a, "i1", "b1", body.clone()).await;
-    assert_eq!(
-        (s, v["error"].as_str()),
-        (422, Some("ConcurrencyError")),
-        "{v}"
-    );
+    assert_eq!(s, 504, "{v}");
     let (s, v) = bind(&a, "i1", "b1", body.clone()).await;
     assert_eq!(
         (s, v["error"].as_str()),
@@ -574,4 +572,98 @@ async fn fetch_during_an_update_is_a_concurrency_error() {
     assert_eq!(s, 200);
     assert_eq!(v["plan_id"], pid.as_str(), "no plan_id: the plan stays");
     assert_eq!(v["parameters"]["VisibilityTimeout"], 20);
+}
+
+/// Orphan mitigation: a record a crash or a cancelled request left before CreateStack
+/// made a stack. While a create may still be in flight the DELETE is a ConcurrencyError;
+/// once the record is abandoned it is deleted (no stack exists), never stuck.
+#[tokio::test]
+async fn deprovision_of_an_abandoned_provision_record_completes() {
+    let shared = Shared::default();
+    let a = app(&shared);
+    let (sid, pid) = ids(&a, "sqs", "standard");
+    for (iid, started, want) in [("fresh", super::state::now(), 422), ("old", 1, 200)] {
+        let rec = Instance {
+            id: iid.into(),
+            service_id: sid.clone(),
+            plan_id: pid.clone(),
+            previous_plan_id: None,
+            previous_requested: None,
+            requested: Default::default(),
+            stack_name: format!("kab-sqs-i-{iid}"),
+            stack_id: None,
+            op: Some(super::state::Op {
+                id: "op-x".into(),
+                kind: super::state::OpKind::Provision,
+                started,
+            }),
+            ready: false,
+            gone: false,
+        };
+        a.save(&ikey(iid), &rec, None).await.unwrap();
+        let (s, v) = deprovision(&a, iid, &sid, &pid).await;
+        assert_eq!(s, want, "{iid}: {v}");
+    }
+    assert_eq!(poll(&a, "old").await.0, 410);
+    assert_eq!(shared.cloud.creates.load(Ordering::SeqCst), 0);
+}
+
+/// An unbind that finds a bind's record without a stack id while that bind's CreateStack
+/// may still run elsewhere waits (422) instead of tombstoning, which would leave the IAM
+/// user behind.
+#[tokio::test]
+async fn unbind_does_not_race_a_bind_in_flight() {
+    let shared = Shared::default();
+    let a = app(&shared);
+    let (sid, pid) = ids(&a, "sqs", "standard");
+    provision(
+        &a,
+        "i1",
+        json!({"service_id": sid, "plan_id": pid, "organization_guid": "o", "space_guid": "s"}),
+    )
+    .await;
+    poll(&a, "i1").await;
+    let rec = Binding {
+        id: "b1".into(),
+        instance_id: "i1".into(),
+        service_id: sid.clone(),
+        plan_id: pid.clone(),
+        requested: Default::default(),
+        stack_name: Some("kab-sqs-b2-i1-b1".into()),
+        stack_id: None,
+        op: Some(super::state::new_op(super::state::OpKind::Bind)),
+        ready: false,
+        gone: false,
+    };
+    a.save(&bkey("i1", "b1"), &rec, None).await.unwrap();
+    let (s, v) = answer(
+        bindings::unbind(
+            State(a.clone()),
+            Path(("i1".into(), "b1".into())),
+            q(&format!("service_id={sid}&plan_id={pid}")),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!((s, v["error"].as_str()), (422, Some("ConcurrencyError")));
+    let (after, _) = a.load::<Binding>(&bkey("i1", "b1")).await.unwrap().unwrap();
+    assert_eq!(after, rec, "unchanged");
+}
+
+/// A deprovision that finished before anyone polled: a repeated DELETE is 410, and a new
+/// provision of the id makes a new instance.
+#[tokio::test]
+async fn a_finished_but_unpolled_deprovision_counts_as_gone() {
+    let shared = Shared::default();
+    let a = app(&shared);
+    let (sid, pid) = ids(&a, "sqs", "standard");
+    let body =
+        json!({"service_id": sid, "plan_id": pid, "organization_guid": "o", "space_guid": "s"});
+    provision(&a, "i1", body.clone()).await;
+    poll(&a, "i1").await;
+    assert_eq!(deprovision(&a, "i1", &sid, &pid).await.0, 202);
+    assert_eq!(deprovision(&a, "i1", &sid, &pid).await.0, 410);
+    let (s, _) = provision(&a, "i1", body).await;
+    assert_eq!(s, 202, "a new instance");
+    assert_eq!(shared.cloud.creates.load(Ordering::SeqCst), 2);
 }

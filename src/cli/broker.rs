@@ -84,8 +84,11 @@ pub struct ServeArgs {
     /// Connections served at once; more are closed on accept.
     #[arg(long, default_value_t = 512, hide = true)]
     pub max_connections: usize,
-    /// Seconds a synchronous bind or unbind waits for its stack before answering 202.
-    #[arg(long, default_value_t = 60, hide = true)]
+    /// Seconds a synchronous bind or unbind waits for its stack before answering 504 (the
+    /// platform then unbinds).
+    /// (Under the platforms' own request timeout: "typically 60 seconds", OSB 2.17
+    /// Orphan Mitigation.)
+    #[arg(long, default_value_t = 40, hide = true)]
     pub settle_timeout: u64,
 }
 

@@ -76,7 +76,13 @@ impl From<anyhow::Error> for CfnError {
 pub struct CfnBackend {
     pub cfn: Client,
     pub secrets: aws_sdk_secretsmanager::Client,
+    pub s3: aws_sdk_s3::Client,
 }
+
+/// How long one deprovision empties the stack's buckets before DeleteStack: a bucket
+/// with more objects fails the delete (DELETE_FAILED, reported by last_operation) and
+/// the platform's next deprovision empties further.
+const EMPTY_BUDGET: std::time::Duration = std::time::Duration::from_secs(20);
 
 fn params(values: &BTreeMap<String, String>, previous: &[String]) -> Vec<Parameter> {
     let mut v: Vec<Parameter> = values
@@ -104,6 +110,7 @@ impl CfnBackend {
         CfnBackend {
             cfn: crate::aws::cloudformation(sdk),
             secrets: aws_sdk_secretsmanager::Client::new(sdk),
+            s3: crate::aws::s3(sdk),
         }
     }
 
@@ -122,7 +129,9 @@ impl CfnBackend {
             .stack_name(name)
             .template_body(body)
             .set_parameters(Some(params(values, &[])))
+            // Named IAM resources (EMR's instance profile shares its role's name).
             .capabilities(Capability::CapabilityIam)
+            .capabilities(Capability::CapabilityNamedIam)
             .client_request_token(token);
         for (k, v) in tags {
             req = req.tags(Tag::builder().key(k).value(v).build());
@@ -162,6 +171,7 @@ impl CfnBackend {
             .template_body(body)
             .set_parameters(Some(params(values, all_parameters)))
             .capabilities(Capability::CapabilityIam)
+            .capabilities(Capability::CapabilityNamedIam)
             .client_request_token(token)
             .send()
             .await
@@ -182,7 +192,17 @@ impl CfnBackend {
         }
     }
 
+    /// Empties the stack's buckets that its template deletes with it (CloudFormation
+    /// cannot delete a bucket that holds objects, and an access-log bucket always does:
+    /// https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-resource-s3-bucket.html),
+    /// then DeleteStack. Deprovisioning deletes every resource the instance made (OSB
+    /// 2.17 Deprovisioning); buckets under DeletionPolicy Retain are left alone.
     pub async fn delete(&self, id: &str, token: &str) -> Result<()> {
+        if let Err(e) = self.empty_buckets(id).await {
+            eprintln!(
+                "emptying the buckets of {id}: {e:#} (DeleteStack may fail; a repeated deprovision retries)"
+            );
+        }
         self.cfn
             .delete_stack()
             .stack_name(id)
@@ -190,6 +210,101 @@ impl CfnBackend {
             .send()
             .await
             .map_err(|e| anyhow::anyhow!("deleting stack {id}: {}", describe(&e)))?;
+        Ok(())
+    }
+
+    async fn empty_buckets(&self, id: &str) -> Result<()> {
+        let tpl = self
+            .cfn
+            .get_template()
+            .stack_name(id)
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("GetTemplate {id}: {}", describe(&e)))?;
+        let t: serde_json::Value =
+            serde_json::from_str(tpl.template_body().unwrap_or("{}")).unwrap_or_default();
+        let deleted: Vec<String> = t["Resources"]
+            .as_object()
+            .map(|r| {
+                r.iter()
+                    .filter(|(_, v)| v["Type"] == "AWS::S3::Bucket")
+                    .filter(|(_, v)| {
+                        !v["DeletionPolicy"]
+                            .as_str()
+                            .is_some_and(|p| p.starts_with("Retain"))
+                    })
+                    .map(|(k, _)| k.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if deleted.is_empty() {
+            return Ok(());
+        }
+        let res = self
+            .cfn
+            .describe_stack_resources()
+            .stack_name(id)
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("DescribeStackResources {id}: {}", describe(&e)))?;
+        let until = std::time::Instant::now() + EMPTY_BUDGET;
+        for r in res.stack_resources() {
+            let (Some(logical), Some(bucket)) = (r.logical_resource_id(), r.physical_resource_id())
+            else {
+                continue;
+            };
+            if deleted.iter().any(|d| d == logical) {
+                self.empty_bucket(bucket, until).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes every object version and delete marker of `bucket`, 1,000 per call.
+    async fn empty_bucket(&self, bucket: &str, until: std::time::Instant) -> Result<()> {
+        use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+        while std::time::Instant::now() < until {
+            let page = match self.s3.list_object_versions().bucket(bucket).send().await {
+                Ok(p) => p,
+                // Already gone (a repeated deprovision): nothing to empty.
+                Err(e) if describe(&e).contains("NoSuchBucket") => return Ok(()),
+                Err(e) => anyhow::bail!("listing {bucket}: {}", describe(&e)),
+            };
+            let mut ids: Vec<ObjectIdentifier> = Vec::new();
+            for (key, version) in page
+                .versions()
+                .iter()
+                .map(|v| (v.key(), v.version_id()))
+                .chain(
+                    page.delete_markers()
+                        .iter()
+                        .map(|m| (m.key(), m.version_id())),
+                )
+            {
+                if let Some(k) = key {
+                    let mut o = ObjectIdentifier::builder().key(k);
+                    if let Some(v) = version.filter(|v| *v != "null") {
+                        o = o.version_id(v);
+                    }
+                    ids.push(o.build()?);
+                }
+            }
+            if ids.is_empty() {
+                return Ok(());
+            }
+            self.s3
+                .delete_objects()
+                .bucket(bucket)
+                .delete(
+                    Delete::builder()
+                        .set_objects(Some(ids))
+                        .quiet(true)
+                        .build()?,
+                )
+                .send()
+                .await
+                .map_err(|e| anyhow::anyhow!("emptying {bucket}: {}", describe(&e)))?;
+        }
         Ok(())
     }
 

@@ -276,6 +276,8 @@ pub struct AddonsCtx {
     pub broker_policies: Vec<String>,
     /// The managed policy that bounds every binding user (`broker_names`).
     pub boundary_name: String,
+    /// The broker offers EMR: the stack holds the one EMR service role.
+    pub broker_emr: bool,
     /// Its statements: the offered services' `bindBoundary`, as a JSON array.
     pub bind_boundary: String,
 }
@@ -698,6 +700,7 @@ fn addons_ctx(c: &Config) -> AddonsCtx {
         role_name,
         broker_policies: chunk_statements(&policy, MANAGED_POLICY_BUDGET),
         boundary_name: boundary_name(&c.cluster_name, &b.broker_id),
+        broker_emr: b.enabled && b.services.iter().any(|s| s == "emr"),
         bind_boundary: serde_json::to_string(&boundary).unwrap_or_else(|_| "[]".into()),
     }
 }
