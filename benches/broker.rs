@@ -11,7 +11,6 @@ mod broker;
 mod common;
 
 use reqwest::Method;
-use serde_json::json;
 use std::time::{Duration, Instant};
 
 fn pct(v: &mut [f64], p: f64) -> f64 {
@@ -39,7 +38,7 @@ async fn main() {
             let t = Instant::now();
             let (s, c) = b.call(Method::GET, "/v2/catalog", None).await;
             assert_eq!(s, 200);
-            assert!(c["services"].as_array().is_some_and(|a| a.len() >= 12));
+            assert!(c["services"].as_array().is_some_and(|a| a.len() >= 18));
             t.elapsed().as_secs_f64() * 1000.0
         });
     }
@@ -62,7 +61,7 @@ async fn main() {
                 .call(
                     Method::PUT,
                     &format!("{path}?accepts_incomplete=true"),
-                    Some(json!({"service_id": sid, "plan_id": pid})),
+                    Some(broker::provision_body(&sid, &pid)),
                 )
                 .await;
             assert_eq!(s, 202, "{body}");
@@ -107,7 +106,7 @@ async fn main() {
     for i in 0..50 {
         let n = names
             .iter()
-            .filter(|x| **x == format!("kab-sqs-load-{i}"))
+            .filter(|x| **x == format!("kab-sqs-i-load-{i}"))
             .count();
         if n == 0 {
             lost += 1;
@@ -130,10 +129,10 @@ async fn main() {
         pct(&mut done, 0.99)
     );
     println!(
-        "stacks: {} kab-sqs-load-*, lost {lost}, duplicated {dup}; state records {records}",
+        "stacks: {} kab-sqs-i-load-*, lost {lost}, duplicated {dup}; state records {records}",
         names
             .iter()
-            .filter(|n| n.starts_with("kab-sqs-load-"))
+            .filter(|n| n.starts_with("kab-sqs-i-load-"))
             .count()
     );
     assert_eq!((lost, dup, records), (0, 0, 50));

@@ -96,6 +96,44 @@ fn python(moto: &Moto, creds: &Map<String, Value>, script: &str) -> String {
     text(&out.stdout).trim().to_string()
 }
 
+/// A VPC 10.N.0.0/16 with `count` subnets in distinct zones.
+async fn vpc_with_subnets(
+    sdk: &aws_config::SdkConfig,
+    n: u8,
+    count: usize,
+) -> (String, Vec<String>) {
+    let ec2 = kube_aws::aws::ec2(sdk);
+    let vpc = ec2
+        .create_vpc()
+        .cidr_block(format!("10.{n}.0.0/16"))
+        .send()
+        .await
+        .expect("vpc");
+    let vpc_id = vpc.vpc().and_then(|v| v.vpc_id()).expect("id").to_string();
+    let mut subnets = Vec::new();
+    for (i, az) in ["us-east-1a", "us-east-1b", "us-east-1c"]
+        .iter()
+        .take(count)
+        .enumerate()
+    {
+        let s = ec2
+            .create_subnet()
+            .vpc_id(&vpc_id)
+            .availability_zone(*az)
+            .cidr_block(format!("10.{n}.{i}.0/24"))
+            .send()
+            .await
+            .expect("subnet");
+        subnets.push(
+            s.subnet()
+                .and_then(|s| s.subnet_id())
+                .expect("id")
+                .to_string(),
+        );
+    }
+    (vpc_id, subnets)
+}
+
 fn has_iam_keys(creds: &Map<String, Value>, prefix: &str) {
     for k in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "REGION"] {
         assert!(
@@ -217,30 +255,8 @@ async fn translate_and_lex_bind_keys_scoped_to_their_service() {
 async fn emr_runs_a_step_with_the_bound_key() {
     let moto = Moto::start();
     let sdk = moto.sdk_config().await;
-    let ec2 = kube_aws::aws::ec2(&sdk);
-    let vpc = ec2
-        .create_vpc()
-        .cidr_block("10.9.0.0/16")
-        .send()
-        .await
-        .expect("vpc");
-    let vpc_id = vpc
-        .vpc()
-        .and_then(|v| v.vpc_id())
-        .expect("vpc id")
-        .to_string();
-    let subnet = ec2
-        .create_subnet()
-        .vpc_id(&vpc_id)
-        .cidr_block("10.9.1.0/24")
-        .send()
-        .await
-        .expect("subnet");
-    let subnet_id = subnet
-        .subnet()
-        .and_then(|s| s.subnet_id())
-        .expect("id")
-        .to_string();
+    let (_, subnets) = vpc_with_subnets(&sdk, 9, 1).await;
+    let subnet_id = subnets[0].clone();
     let (b, _d) = start(&moto);
     flow(
         &moto,
@@ -271,35 +287,7 @@ print([s['Name'] for s in e.list_steps(ClusterId=cid)['Steps']])\n",
 async fn redshift_binds_the_generated_password_and_no_output_holds_it() {
     let moto = Moto::start();
     let sdk = moto.sdk_config().await;
-    let ec2 = kube_aws::aws::ec2(&sdk);
-    let vpc = ec2
-        .create_vpc()
-        .cidr_block("10.8.0.0/16")
-        .send()
-        .await
-        .expect("vpc");
-    let vpc_id = vpc
-        .vpc()
-        .and_then(|v| v.vpc_id())
-        .expect("vpc id")
-        .to_string();
-    let mut subnets = Vec::new();
-    for (i, az) in ["us-east-1a", "us-east-1b"].iter().enumerate() {
-        let s = ec2
-            .create_subnet()
-            .vpc_id(&vpc_id)
-            .availability_zone(*az)
-            .cidr_block(format!("10.8.{i}.0/24"))
-            .send()
-            .await
-            .expect("subnet");
-        subnets.push(
-            s.subnet()
-                .and_then(|s| s.subnet_id())
-                .expect("id")
-                .to_string(),
-        );
-    }
+    let (vpc_id, subnets) = vpc_with_subnets(&sdk, 8, 2).await;
     let (b, _d) = start(&moto);
     let sdk2 = sdk.clone();
     flow(

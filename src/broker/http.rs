@@ -222,6 +222,23 @@ async fn catalog<S: StateStore, C: Cloud>(State(app): State<Arc<App<S, C>>>) -> 
         .into_response()
 }
 
+/// Binds `listen` with `acceptor` (plain or TLS, wrapped in `Limited`) and arms hyper's
+/// header-read timeout, which needs a timer that axum-server does not set.
+pub fn server<A>(
+    listen: std::net::SocketAddr,
+    acceptor: Limited<A>,
+    handle: axum_server::Handle,
+    t: &Timeouts,
+) -> axum_server::Server<Limited<A>> {
+    let mut server = axum_server::bind(listen).acceptor(acceptor).handle(handle);
+    server
+        .http_builder()
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(t.header_read);
+    server
+}
+
 /// An acceptor that admits at most `max` connections at once and closes idle ones;
 /// wraps the plain or the TLS acceptor.
 #[derive(Clone)]

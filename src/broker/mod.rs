@@ -146,19 +146,12 @@ async fn run<S: store::StateStore, C: cloud::Cloud>(
             );
             let tls =
                 axum_server::tls_rustls::RustlsAcceptor::new(cfg).handshake_timeout(t.header_read);
-            let mut server = axum_server::bind(o.listen)
-                .acceptor(http::Limited {
-                    inner: tls,
-                    permits,
-                    idle: t.idle,
-                })
-                .handle(handle);
-            server
-                .http_builder()
-                .http1()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(t.header_read);
-            server
+            let limited = http::Limited {
+                inner: tls,
+                permits,
+                idle: t.idle,
+            };
+            http::server(o.listen, limited, handle, t)
                 .serve(router.into_make_service())
                 .await
                 .context("serving")?;
@@ -168,19 +161,12 @@ async fn run<S: store::StateStore, C: cloud::Cloud>(
                 "kube-aws broker {} listening on http://{} ({what}); plain HTTP: use --tls-cert/--tls-key beyond loopback",
                 o.broker_id, o.listen
             );
-            let mut server = axum_server::bind(o.listen)
-                .acceptor(http::Limited {
-                    inner: axum_server::accept::DefaultAcceptor,
-                    permits,
-                    idle: t.idle,
-                })
-                .handle(handle);
-            server
-                .http_builder()
-                .http1()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(t.header_read);
-            server
+            let limited = http::Limited {
+                inner: axum_server::accept::DefaultAcceptor,
+                permits,
+                idle: t.idle,
+            };
+            http::server(o.listen, limited, handle, t)
                 .serve(router.into_make_service())
                 .await
                 .context("serving")?;
