@@ -296,7 +296,8 @@ pub async fn unbind<S: StateStore, C: Cloud>(
     Query(q): Q,
 ) -> Res {
     let c = check(Endpoint::Unbind, &[&iid, &bid], &q, b"")?;
-    let (service, _) = service_and_plan(&app, &c)?;
+    // Not checked against the catalog (a service no longer offered must still unbind):
+    // the record's ids are the check.
     let guard = app.lock(&iid).await;
     let Some((mut b, ver)) = app.load::<Binding>(&bkey(&iid, &bid)).await? else {
         return Err(OsbError::gone());
@@ -321,6 +322,11 @@ pub async fn unbind<S: StateStore, C: Cloud>(
     let stack = match (&b.stack_id, &b.stack_name) {
         (Some(id), _) => Some(id.clone()),
         (None, Some(name)) => {
+            let sid = match b.service_id.as_str() {
+                "" => c.str("service_id").unwrap_or_default(),
+                s => s,
+            };
+            let service = app.service_of(sid)?;
             let tags = stack_tags(&app.broker_id, &service.name, &iid, Some(&bid));
             app.cloud
                 .state(name)

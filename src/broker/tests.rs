@@ -667,3 +667,52 @@ async fn a_finished_but_unpolled_deprovision_counts_as_gone() {
     assert_eq!(s, 202, "a new instance");
     assert_eq!(shared.cloud.creates.load(Ordering::SeqCst), 2);
 }
+
+/// A service dropped from the offered list (`--services`) still lets its instances and
+/// bindings be deleted: the record's ids are the check, not the catalog.
+#[tokio::test]
+async fn instances_of_a_service_no_longer_offered_can_be_deleted() {
+    let shared = Shared::default();
+    let a = app(&shared);
+    let (sid, pid) = ids(&a, "sqs", "standard");
+    provision(
+        &a,
+        "i1",
+        json!({"service_id": sid, "plan_id": pid, "organization_guid": "o", "space_guid": "s"}),
+    )
+    .await;
+    poll(&a, "i1").await;
+    assert_eq!(
+        bind(&a, "i1", "b1", json!({"service_id": sid, "plan_id": pid}))
+            .await
+            .0,
+        201
+    );
+    let mut catalog = crate::broker_catalog::Catalog::load(None).unwrap();
+    catalog.only(&["s3".to_string()]);
+    let only_s3 = Arc::new(App::new(
+        catalog,
+        shared.store.clone(),
+        shared.cloud.clone(),
+        "kab".into(),
+        "us-east-1".into(),
+        Auth::Bearer {
+            token: "x".repeat(16),
+        },
+        None,
+        None,
+        Limits::default(),
+    ));
+    let (s, v) = answer(
+        bindings::unbind(
+            State(only_s3.clone()),
+            Path(("i1".into(), "b1".into())),
+            q(&format!("service_id={sid}&plan_id={pid}")),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = deprovision(&only_s3, "i1", &sid, &pid).await;
+    assert_eq!(s, 202, "{v}");
+}
