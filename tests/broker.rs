@@ -919,16 +919,7 @@ async fn a_crash_mid_provision_loses_nothing() {
         "{body}"
     );
     assert_eq!(b.wait(&p2).await["state"], "succeeded");
-    let cfn = kube_aws::aws::cloudformation(&moto.sdk_config().await);
-    let names: Vec<String> = cfn
-        .describe_stacks()
-        .send()
-        .await
-        .expect("stacks")
-        .stacks()
-        .iter()
-        .filter_map(|s| s.stack_name().map(str::to_string))
-        .collect();
+    let names = broker::stack_names(&moto.sdk_config().await).await;
     assert_eq!(
         names.iter().filter(|n| *n == "kab-sqs-i-crash-1").count(),
         1,
@@ -1128,16 +1119,7 @@ async fn two_replicas_on_one_table_make_one_of_everything() {
     if let Some(k) = got["credentials"]["SQS_AWS_ACCESS_KEY_ID"].as_str() {
         keys.insert(k.to_string());
     }
-    let cfn = kube_aws::aws::cloudformation(&sdk);
-    let stacks: Vec<String> = cfn
-        .describe_stacks()
-        .send()
-        .await
-        .expect("stacks")
-        .stacks()
-        .iter()
-        .filter_map(|s| s.stack_name().map(str::to_string))
-        .collect();
+    let stacks = broker::stack_names(&sdk).await;
     let users = std::process::Command::new(common::venv_bin("python"))
         .arg("-c")
         .arg("import boto3; print(len(boto3.client('iam', region_name='us-east-1').list_users()['Users']))")

@@ -237,3 +237,16 @@ pub fn records(dir: &Path) -> Vec<(String, Value)> {
 pub fn provision_body(sid: &str, pid: &str) -> Value {
     json!({"service_id": sid, "plan_id": pid, "organization_guid": "org-1", "space_guid": "space-1"})
 }
+
+/// The names of every stack CloudFormation lists.
+pub async fn stack_names(sdk: &aws_config::SdkConfig) -> Vec<String> {
+    kube_aws::aws::cloudformation(sdk)
+        .describe_stacks()
+        .send()
+        .await
+        .expect("stacks")
+        .stacks()
+        .iter()
+        .filter_map(|s| s.stack_name().map(str::to_string))
+        .collect()
+}
