@@ -200,10 +200,11 @@ async fn setup(rt: &tokio::runtime::Runtime) -> (Bed, FakeApi, Vec<Value>) {
         "modprobe",
         "sysctl",
         "curl",
-        "lsblk",
         "blkid",
         "mkfs.ext4",
         "mount",
+        "findmnt",
+        "ctr",
     ] {
         std::os::unix::fs::symlink(
             common::repo().join("tests/harness/node-standins/standin"),
@@ -810,6 +811,52 @@ fn nodes_boot_in_order_one_controller_inits_and_failures_signal_at_once() {
         took.as_secs_f64()
     );
 
+    // The lone-controller replacement: every controller that initialised or joined is
+    // gone (terminated in EC2), so the init lock is stale. The new controller takes it
+    // over and initialises again on the existing etcd data, rather than waiting for
+    // an instance that will never finish.
+    rt.block_on(async {
+        let sdk = bed.moto.sdk_config().await;
+        kube_aws::aws::ec2(&sdk)
+            .terminate_instances()
+            .instance_ids(&a.id)
+            .instance_ids(&b.id)
+            .send()
+            .await
+            .expect("TerminateInstances");
+    });
+    let c4 = node(
+        &bed,
+        &mut kill,
+        "i-00000000000000c04",
+        "10.0.3.40",
+        "ControllerGroup",
+    );
+    fake.put(
+        &format!("/api/v1/nodes/{}", c4.name),
+        node_obj(&c4.name, "True"),
+    );
+    run_stub(&bed, &c4, "controller");
+    let t = Instant::now();
+    let o = bootstrap(&bed, &c4, None).wait_with_output().expect("c4");
+    assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
+    assert!(
+        text(&o.stdout).contains("no longer exists: taken over"),
+        "{}",
+        text(&o.stdout)
+    );
+    assert!(
+        std::fs::read_to_string(&c4.log)
+            .expect("c4 log")
+            .contains("kubeadm init --config"),
+        "the replacement initialises"
+    );
+    assert_eq!(signal_of(&bed, &c4.id), ["SUCCESS"]);
+    eprintln!(
+        "rehearsal: the lone controller replaced → stale lock taken over, init in {:.2}s",
+        t.elapsed().as_secs_f64()
+    );
+
     // A CNI manifest that is not the pinned one is refused before anything is applied.
     std::fs::write(bed.dir.path().join("www/calico.yaml"), "kind: Tampered\n").expect("tamper");
     let c3 = node(
@@ -860,44 +907,124 @@ fn nodes_boot_in_order_one_controller_inits_and_failures_signal_at_once() {
         t.elapsed().as_secs_f64()
     );
 
-    // An etcd member: its data disk, the static pod, healthy through its client
-    // certificate (the real etcd above stands for the one kubelet would start).
+    // An etcd member: it attaches its own volume (in moto) and claims its DNS name (a
+    // moto hosted zone), finds the volume by its EBS identity, mounts it, founds the
+    // cluster (it is etcd-0 and no snapshot exists), writes the static pod, and is
+    // healthy with every member (the real etcd above stands for the one kubelet would
+    // start).
+    let (volume, zone_id) = rt.block_on(async {
+        let sdk = bed.moto.sdk_config().await;
+        let v = kube_aws::aws::ec2(&sdk)
+            .create_volume()
+            .availability_zone("us-east-1a")
+            .size(10)
+            .send()
+            .await
+            .expect("CreateVolume");
+        let z = aws_sdk_route53::Client::new(&sdk)
+            .create_hosted_zone()
+            .name(ZONE)
+            .caller_reference("rehearsal")
+            .send()
+            .await
+            .expect("CreateHostedZone");
+        (
+            v.volume_id().expect("id").to_string(),
+            z.hosted_zone().expect("zone").id().to_string(),
+        )
+    });
     let e = node_with(
         &bed,
         &mut kill,
         "i-00000000000000e00",
         "10.0.5.10",
         "Etcd0",
-        json!({"tags/instance/kube-aws:etcd-member": "etcd-0"}),
+        json!({
+            "tags/instance/kube-aws:etcd-member": "etcd-0",
+            "tags/instance/kube-aws:etcd-volume": volume,
+            "tags/instance/kube-aws:etcd-zone-id": zone_id,
+        }),
     );
+    // udev's link of the attached NVMe volume, by its serial (the volume id).
+    let by_id = e.root.join(format!(
+        "dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_{}",
+        volume.replace('-', "")
+    ));
+    std::fs::create_dir_all(by_id.parent().expect("dir")).expect("by-id");
+    std::fs::write(&by_id, "").expect("device");
     run_stub(&bed, &e, "etcd");
     let o = bootstrap(&bed, &e, None).wait_with_output().expect("etcd");
     assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
+    let out = text(&o.stdout);
     assert_eq!(
-        phases(&text(&o.stdout)),
+        phases(&out),
         ["secrets", "volume", "runtime", "etcd", "signal"].map(String::from)
     );
-    let elog = std::fs::read_to_string(&e.log).expect("etcd log");
     for want in [
-        "lsblk --json",
-        "mkfs.ext4 -q -L etcd-data /dev/nvme1n1",
-        "mount /var/lib/etcd",
-        "systemctl enable --now kubelet",
-        "kubelet=1.34.*",
+        "founding a cluster of one",
+        "all 1 members healthy",
+        &format!("etcd-0.{ZONE} → "),
     ] {
-        assert!(elog.contains(want), "{want}: {elog}");
+        assert!(out.contains(want), "{want}: {out}");
     }
+    let elog = std::fs::read_to_string(&e.log).expect("etcd log");
+    let dev = format!(
+        "/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_{}",
+        volume.replace('-', "")
+    );
+    for want in [
+        format!("mkfs.ext4 -q -L etcd-data {dev}"),
+        "mount /var/lib/etcd".to_string(),
+        "findmnt --mountpoint /var/lib/etcd".to_string(),
+        "systemctl enable --now kubelet".to_string(),
+        "kubelet=1.34.*".to_string(),
+    ] {
+        assert!(elog.contains(&want), "{want}: {elog}");
+    }
+    assert!(e.root.join("var/lib/etcd/volume").is_dir());
     let pod = std::fs::read_to_string(e.root.join("etc/kubernetes/manifests/etcd.yaml"))
         .expect("static pod");
-    assert!(
-        pod.contains("--name=etcd-0") && pod.contains("--client-cert-auth=true"),
-        "{pod}"
-    );
+    for want in [
+        "--name=etcd-0",
+        "--client-cert-auth=true",
+        "--initial-cluster-state=new",
+        &format!("--initial-cluster=etcd-0=https://etcd-0.{ZONE}:2380"),
+        "path: /var/lib/etcd/volume",
+        "type: Directory",
+    ] {
+        assert!(pod.contains(want), "{want}: {pod}");
+    }
     assert!(
         std::fs::read_to_string(e.root.join("etc/fstab"))
             .expect("fstab")
             .contains("LABEL=etcd-data /var/lib/etcd ext4")
     );
+    rt.block_on(async {
+        let sdk = bed.moto.sdk_config().await;
+        let v = kube_aws::aws::ec2(&sdk)
+            .describe_volumes()
+            .volume_ids(&volume)
+            .send()
+            .await
+            .expect("DescribeVolumes");
+        assert_eq!(
+            v.volumes()[0].attachments()[0].instance_id(),
+            Some(e.id.as_str()),
+            "the member attached its own volume"
+        );
+        let r = aws_sdk_route53::Client::new(&sdk)
+            .list_resource_record_sets()
+            .hosted_zone_id(&zone_id)
+            .send()
+            .await
+            .expect("records");
+        assert!(
+            r.resource_record_sets()
+                .iter()
+                .any(|s| s.name().starts_with("etcd-0.")),
+            "the member claimed its name"
+        );
+    });
     assert_eq!(signal_of(&bed, &e.id), ["SUCCESS"]);
 
     // Draining: an instance of the worker group that Auto Scaling is terminating. The

@@ -9,6 +9,7 @@
 pub mod dynamodb;
 pub mod kms;
 pub mod node;
+pub mod route53;
 pub mod s3;
 
 use aws_config::retry::RetryConfig;

@@ -273,3 +273,140 @@ pub async fn eni_limits(sdk: &SdkConfig, instance_type: &str) -> Result<(u32, u3
         n.ipv4_addresses_per_interface().unwrap_or(1).max(1) as u32,
     ))
 }
+
+/// The state of an EBS volume and the instance it is attached to, if any.
+pub async fn volume_attachment(sdk: &SdkConfig, volume: &str) -> Result<(String, Option<String>)> {
+    let out = super::ec2(sdk)
+        .describe_volumes()
+        .volume_ids(volume)
+        .send()
+        .await
+        .map_err(|e| anyhow!("DescribeVolumes {volume}: {}", super::describe(&e)))?;
+    let v = out
+        .volumes()
+        .first()
+        .ok_or_else(|| anyhow!("volume {volume} does not exist"))?;
+    let state = v
+        .state()
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_default();
+    let owner = v
+        .attachments()
+        .iter()
+        .find(|a| {
+            a.state()
+                .is_some_and(|s| s.as_str() == "attached" || s.as_str() == "attaching")
+        })
+        .and_then(|a| a.instance_id())
+        .map(str::to_string);
+    Ok((state, owner))
+}
+
+/// ec2:AttachVolume of the member's own volume to this instance.
+pub async fn attach_volume(
+    sdk: &SdkConfig,
+    volume: &str,
+    instance: &str,
+    device: &str,
+) -> Result<()> {
+    super::ec2(sdk)
+        .attach_volume()
+        .volume_id(volume)
+        .instance_id(instance)
+        .device(device)
+        .send()
+        .await
+        .map_err(|e| {
+            anyhow!(
+                "AttachVolume {volume} to {instance}: {}",
+                super::describe(&e)
+            )
+        })?;
+    Ok(())
+}
+
+/// Points the member's DNS name at this instance (an UPSERT of its A record, TTL 30 s,
+/// so peers and the API servers follow a replacement within half a minute).
+pub async fn claim_name(sdk: &SdkConfig, zone_id: &str, name: &str, ip: &str) -> Result<()> {
+    use aws_sdk_route53::types::{
+        Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType,
+    };
+    let build = |e: aws_sdk_route53::error::BuildError| anyhow!("record {name}: {e}");
+    let set = ResourceRecordSet::builder()
+        .name(name)
+        .r#type(RrType::A)
+        .ttl(30)
+        .resource_records(ResourceRecord::builder().value(ip).build().map_err(build)?)
+        .build()
+        .map_err(build)?;
+    let batch = ChangeBatch::builder()
+        .changes(
+            Change::builder()
+                .action(ChangeAction::Upsert)
+                .resource_record_set(set)
+                .build()
+                .map_err(build)?,
+        )
+        .build()
+        .map_err(build)?;
+    aws_sdk_route53::Client::new(sdk)
+        .change_resource_record_sets()
+        .hosted_zone_id(zone_id)
+        .change_batch(batch)
+        .send()
+        .await
+        .map_err(|e| anyhow!("Route 53 UPSERT {name} → {ip}: {}", super::describe(&e)))?;
+    Ok(())
+}
+
+/// Every key under a prefix (s3:ListBucket with that prefix).
+pub async fn list_keys(sdk: &SdkConfig, bucket: &str, prefix: &str) -> Result<Vec<String>> {
+    let mut keys = Vec::new();
+    let mut pages = super::s3(sdk)
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page =
+            page.map_err(|e| anyhow!("listing s3://{bucket}/{prefix}: {}", super::describe(&e)))?;
+        keys.extend(
+            page.contents()
+                .iter()
+                .filter_map(|o| o.key())
+                .map(str::to_string),
+        );
+    }
+    Ok(keys)
+}
+
+/// Whether an instance still exists (pending or running). A terminated instance stays
+/// visible for about an hour, then DescribeInstances answers InvalidInstanceID.NotFound
+/// (https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/terminating-instances.html).
+pub async fn instance_alive(sdk: &SdkConfig, instance: &str) -> Result<bool> {
+    match super::ec2(sdk)
+        .describe_instances()
+        .instance_ids(instance)
+        .send()
+        .await
+    {
+        Ok(out) => Ok(out
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .any(|i| {
+                i.state()
+                    .and_then(|s| s.name())
+                    .is_some_and(|n| matches!(n.as_str(), "pending" | "running"))
+            })),
+        Err(e) => {
+            let msg = super::describe(&e);
+            if msg.contains("InvalidInstanceID") {
+                Ok(false)
+            } else {
+                Err(anyhow!("DescribeInstances {instance}: {msg}"))
+            }
+        }
+    }
+}

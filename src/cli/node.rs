@@ -292,8 +292,16 @@ fn plan_cmd(cli: &Cli, p: &PlanArgs) -> Result {
                     println!("       {arch}: {} {} sha256 {}", a.url, a.version, a.sha256);
                 }
             }
+            Action::ClaimIdentity => println!(
+                "{n:>3}. [{phase}] attach the member's EBS volume (tag kube-aws:etcd-volume), waiting while the instance it replaces holds it; point {}.<zone> at this instance (Route 53 UPSERT)",
+                obs.node_name
+            ),
             Action::DataVolume { mount, label } => println!(
-                "{n:>3}. [{phase}] data volume: the unmounted EBS disk, formatted ext4 ({label}) if blank, mounted at {mount}"
+                "{n:>3}. [{phase}] data volume: that volume by its EBS identity (/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_<id>), formatted ext4 ({label}) if blank, mounted at {mount}; {} created only once mounted",
+                crate::node::etcd::VOLUME_DIR
+            ),
+            Action::EtcdMember { manifest, image } => println!(
+                "{n:>3}. [{phase}] etcd member: resume from its data; else join the running cluster (member remove of its stale entry, member add, --initial-cluster-state=existing); else, for the first member, restore the newest snapshot or found a cluster of one. Then write {manifest} ({image})"
             ),
             Action::ControlPlane {
                 lock_key,

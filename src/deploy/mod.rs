@@ -360,6 +360,14 @@ pub async fn destroy(
     let name = &cfg.cluster_name;
     if let Some(root) = stack::describe_stack(&cfn, name).await? {
         let id = root.stack_id().unwrap_or(name).to_string();
+        // The members' DNS records are theirs, not the stack's: the zone cannot be
+        // deleted while they exist.
+        if let Some(zone) = etcd_zone(&cfn, &id).await? {
+            let n = aws::route53::delete_member_records(sdk, &zone).await?;
+            if n > 0 {
+                println!("Deleted {n} etcd member records of zone {zone}");
+            }
+        }
         cfn.delete_stack().stack_name(&id).send().await.map_err(|e| {
             anyhow::anyhow!("deleting {name}: {}\n  fix: with termination protection on, turn it off in cluster.yaml's cloudformation section or the console first", describe(&e))
         })?;
@@ -393,6 +401,33 @@ pub async fn destroy(
         }
     );
     leftovers(sdk, name).await
+}
+
+/// The etcd stack's private hosted zone (its `EtcdZoneId` output), if the stack exists.
+async fn etcd_zone(cfn: &aws_sdk_cloudformation::Client, root: &str) -> Result<Option<String>> {
+    let Ok(r) = cfn
+        .describe_stack_resource()
+        .stack_name(root)
+        .logical_resource_id("Etcd")
+        .send()
+        .await
+    else {
+        return Ok(None);
+    };
+    let Some(etcd) = r
+        .stack_resource_detail()
+        .and_then(|d| d.physical_resource_id())
+        .filter(|p| !p.is_empty())
+    else {
+        return Ok(None);
+    };
+    Ok(stack::describe_stack(cfn, etcd).await?.and_then(|s| {
+        s.outputs()
+            .iter()
+            .find(|o| o.output_key() == Some("EtcdZoneId"))
+            .and_then(|o| o.output_value())
+            .map(str::to_string)
+    }))
 }
 
 /// Load balancers and security groups tagged for the cluster that still exist: made by

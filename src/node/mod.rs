@@ -11,6 +11,7 @@
 pub mod approve;
 pub mod config;
 pub mod drain;
+pub mod etcd;
 pub mod kubeadm;
 pub mod manifests;
 pub mod plan;

@@ -61,8 +61,16 @@ pub enum Action {
         path: String,
         mode: u32,
     },
-    /// etcd hosts: find the data volume, format it when blank, mount it.
+    /// etcd hosts: attach the member's own EBS volume (tag `kube-aws:etcd-volume`),
+    /// waiting while the instance it replaces still holds it, and point the member's
+    /// DNS name at this instance.
+    ClaimIdentity,
+    /// etcd hosts: find the member's volume by its EBS identity, format it when blank,
+    /// mount it, and only then create the directory the etcd pod mounts.
     DataVolume { mount: String, label: String },
+    /// etcd hosts: resume, found, join or restore (`node::etcd::decide`), then write the
+    /// static pod with the flags that start needs.
+    EtcdMember { manifest: String, image: String },
     /// Controllers: take the init lock in etcd, then `kubeadm init` with `init` or
     /// `kubeadm join` with `join`, both written to `path`.
     ControlPlane {
@@ -78,7 +86,7 @@ pub enum Action {
     ApplyAddons,
     /// Wait until the Node object reports Ready (through `kubeconfig`).
     WaitReady { kubeconfig: String, node: String },
-    /// etcd: wait until the local member answers healthy.
+    /// etcd: wait until the local member, then every member, answers healthy.
     WaitEtcd { url: String },
     /// CloudFormation SignalResource SUCCESS.
     Signal,
@@ -120,7 +128,8 @@ pub const ADMIN_KUBECONFIG: &str = "/etc/kubernetes/admin.conf";
 pub const KUBELET_KUBECONFIG: &str = "/etc/kubernetes/kubelet.conf";
 pub const INIT_LOCK_KEY: &str = "/kube-aws/kubeadm-init";
 pub const KUBEADM_CONFIG: &str = "/etc/kubernetes/kube-aws/kubeadm.yaml";
-pub const ETCD_DATA: &str = "/var/lib/etcd";
+pub const ETCD_MANIFEST: &str = "/etc/kubernetes/manifests/etcd.yaml";
+pub const ETCD_PKI: &str = "/etc/kubernetes/pki/etcd";
 /// The pause image kubeadm expects per minor (`kubeadm config images list`; 1.34 moved to
 /// 3.10.1 and warns in preflight otherwise), so containerd and kubeadm agree.
 pub fn pause_image(minor: &str) -> &'static str {
@@ -253,10 +262,11 @@ pub fn plan(cfg: &NodeConfig, obs: &Observed) -> Vec<Step> {
     let mut v = secrets(cfg);
     match cfg.role {
         Role::Etcd => {
+            v.push(step(Phase::Volume, Action::ClaimIdentity));
             v.push(step(
                 Phase::Volume,
                 Action::DataVolume {
-                    mount: ETCD_DATA.into(),
+                    mount: super::etcd::MOUNT.into(),
                     label: "etcd-data".into(),
                 },
             ));
@@ -267,7 +277,7 @@ pub fn plan(cfg: &NodeConfig, obs: &Observed) -> Vec<Step> {
                     "cri-tools".into(),
                 ],
             ));
-            v.extend(etcd_host(cfg, obs));
+            v.extend(etcd_host(cfg));
             v.push(step(
                 Phase::Etcd,
                 Action::WaitEtcd {
@@ -355,59 +365,13 @@ pub fn plan(cfg: &NodeConfig, obs: &Observed) -> Vec<Step> {
 }
 
 /// The standalone kubelet and the etcd static pod of an etcd host.
-fn etcd_host(cfg: &NodeConfig, obs: &Observed) -> Vec<Step> {
+fn etcd_host(cfg: &NodeConfig) -> Vec<Step> {
     let p = Phase::Etcd;
     let Some(m) = &cfg.etcd_member else {
         return Vec::new();
     };
-    let name = &obs.node_name;
-    let dns = format!("{name}.{}", m.zone);
     let kubelet = "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncgroupDriver: systemd\nstaticPodPath: /etc/kubernetes/manifests\nauthentication:\n  anonymous: {enabled: false}\n  webhook: {enabled: false}\nauthorization: {mode: AlwaysAllow}\nreadOnlyPort: 0\naddress: 127.0.0.1\n";
     let dropin = "[Service]\nExecStart=\nExecStart=/usr/bin/kubelet --config=/etc/kubernetes/kubelet-standalone.yaml --container-runtime-endpoint=unix:///run/containerd/containerd.sock\nRestart=always\n";
-    let pki = "/etc/kubernetes/pki/etcd";
-    let command: Vec<String> = vec![
-        "etcd".into(),
-        format!("--name={name}"),
-        "--data-dir=/var/lib/etcd/data".into(),
-        "--listen-client-urls=https://0.0.0.0:2379".into(),
-        format!("--advertise-client-urls=https://{dns}:2379"),
-        "--listen-peer-urls=https://0.0.0.0:2380".into(),
-        format!("--initial-advertise-peer-urls=https://{dns}:2380"),
-        format!("--initial-cluster={}", m.initial_cluster),
-        "--initial-cluster-state=new".into(),
-        format!("--initial-cluster-token={}", m.cluster_token),
-        format!("--cert-file={pki}/server.crt"),
-        format!("--key-file={pki}/server.key"),
-        format!("--trusted-ca-file={pki}/ca.crt"),
-        "--client-cert-auth=true".into(),
-        format!("--peer-cert-file={pki}/peer.crt"),
-        format!("--peer-key-file={pki}/peer.key"),
-        format!("--peer-trusted-ca-file={pki}/ca.crt"),
-        "--peer-client-cert-auth=true".into(),
-        "--snapshot-count=10000".into(),
-    ];
-    let pod = serde_json::json!({
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": "etcd", "namespace": "kube-system"},
-        "spec": {
-            "hostNetwork": true,
-            "priorityClassName": "system-node-critical",
-            "containers": [{
-                "name": "etcd",
-                "image": m.image,
-                "command": command,
-                "volumeMounts": [
-                    {"name": "data", "mountPath": "/var/lib/etcd"},
-                    {"name": "pki", "mountPath": pki, "readOnly": true},
-                ],
-            }],
-            "volumes": [
-                {"name": "data", "hostPath": {"path": "/var/lib/etcd", "type": "Directory"}},
-                {"name": "pki", "hostPath": {"path": pki, "type": "Directory"}},
-            ],
-        },
-    });
     vec![
         write(p, "/etc/kubernetes/kubelet-standalone.yaml", 0o644, kubelet),
         write(
@@ -416,11 +380,12 @@ fn etcd_host(cfg: &NodeConfig, obs: &Observed) -> Vec<Step> {
             0o644,
             dropin,
         ),
-        write(
+        step(
             p,
-            "/etc/kubernetes/manifests/etcd.yaml",
-            0o644,
-            serde_yaml_ng::to_string(&pod).unwrap_or_default(),
+            Action::EtcdMember {
+                manifest: ETCD_MANIFEST.into(),
+                image: m.image.clone(),
+            },
         ),
         run(p, &["systemctl", "daemon-reload"]),
         run(p, &["systemctl", "enable", "--now", "kubelet"]),
@@ -429,29 +394,80 @@ fn etcd_host(cfg: &NodeConfig, obs: &Observed) -> Vec<Step> {
 
 /// Who runs `kubeadm init`: the controller whose instance id the lock holds. The lock
 /// is a create-if-absent transaction in etcd; its value is the owner's instance id, and
-/// `<id> initialized` once `kubeadm init` has succeeded.
+/// `<id> initialized` once `kubeadm init` has succeeded. A controller that has
+/// initialised or joined also registers itself under `CONTROLLERS_PREFIX`.
+///
+/// The lock goes stale when its owner no longer exists (the shell asks EC2): a lone
+/// replacement controller must not wait for an instance that is gone. It takes the lock
+/// over (a compare-and-swap on the old value, so one of several racing controllers
+/// wins) and runs `kubeadm init` again against the existing etcd data. That is safe:
+/// the CA and service-account keys are ours (kube-aws's secrets), and kubeadm's
+/// upload phases create or update their objects, the bootstrap token included
+/// (`UpdateOrCreateTokens(client, false, …)` in kubeadm's init bootstraptoken phase,
+/// kubernetes cmd/kubeadm/app/cmd/phases/init/bootstraptoken.go).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LockDecision {
     /// We created the lock (or hold it from a previous attempt): initialise.
     Init,
-    /// Another controller initialised the cluster: join it.
+    /// The cluster is initialised and a controller serves it: join it.
     Join,
-    /// Another controller is initialising: wait for it.
+    /// Another controller, still running, is initialising: wait for it.
     Wait { owner: String },
+    /// The owner is gone and no registered controller serves the cluster: take the lock
+    /// over from this value, then initialise.
+    TakeOver { from: String },
 }
 
 pub const INITIALIZED: &str = " initialized";
+/// `/kube-aws/controllers/<instance id>`: the controllers that have initialised or joined.
+pub const CONTROLLERS_PREFIX: &str = "/kube-aws/controllers/";
 
-pub fn decide(created: bool, value: Option<&str>, me: &str) -> LockDecision {
-    if created {
+/// What the controller knows when it decides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockSeen<'a> {
+    /// Our create-if-absent succeeded.
+    pub created: bool,
+    pub value: Option<&'a str>,
+    /// Whether the lock's owner still exists (pending or running); None when not asked
+    /// (the lock is ours, or absent).
+    pub owner_alive: Option<bool>,
+    /// Registered controllers other than us that still exist.
+    pub serving: usize,
+}
+
+/// The owner's instance id and whether it finished `kubeadm init`.
+pub fn lock_owner(value: &str) -> (&str, bool) {
+    match value.strip_suffix(INITIALIZED) {
+        Some(owner) => (owner, true),
+        None => (value, false),
+    }
+}
+
+pub fn decide(seen: &LockSeen, me: &str) -> LockDecision {
+    if seen.created {
         return LockDecision::Init;
     }
-    match value {
-        None => LockDecision::Init,
-        Some(v) if v.ends_with(INITIALIZED) => LockDecision::Join,
-        Some(v) if v == me => LockDecision::Init,
-        Some(v) => LockDecision::Wait {
-            owner: v.to_string(),
+    let Some(v) = seen.value else {
+        return LockDecision::Init;
+    };
+    let (owner, initialized) = lock_owner(v);
+    if owner == me {
+        // Our own initialized lock (a re-run after success): we are a member already,
+        // and `kubeadm join` is what a replacement would run.
+        return if initialized {
+            LockDecision::Join
+        } else {
+            LockDecision::Init
+        };
+    }
+    match (seen.owner_alive, initialized) {
+        (Some(false), true) if seen.serving > 0 => LockDecision::Join,
+        (Some(false), _) => LockDecision::TakeOver {
+            from: v.to_string(),
+        },
+        (_, true) => LockDecision::Join,
+        (_, false) => LockDecision::Wait {
+            owner: owner.to_string(),
         },
     }
 }
@@ -482,53 +498,63 @@ pub fn node_ready(node: &serde_json::Value) -> bool {
         })
 }
 
-/// The etcd data volume from `lsblk --json -o NAME,TYPE,MOUNTPOINTS`: the one disk that
-/// neither is nor holds a mounted filesystem (the root disk holds `/`).
-pub fn data_disk(lsblk: &serde_json::Value) -> Option<String> {
-    fn mounted(d: &serde_json::Value) -> bool {
-        let own = d
-            .get("mountpoints")
-            .and_then(|m| m.as_array())
-            .is_some_and(|m| m.iter().any(|p| p.as_str().is_some_and(|s| !s.is_empty())));
-        own || d
-            .get("children")
-            .and_then(|c| c.as_array())
-            .is_some_and(|c| c.iter().any(mounted))
-    }
-    lsblk
-        .get("blockdevices")?
-        .as_array()?
-        .iter()
-        .filter(|d| d.get("type").and_then(|t| t.as_str()) == Some("disk"))
-        .find(|d| !mounted(d))
-        .and_then(|d| d.get("name").and_then(|n| n.as_str()))
-        .map(|n| format!("/dev/{n}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn seen(
+        created: bool,
+        value: Option<&str>,
+        alive: Option<bool>,
+        serving: usize,
+    ) -> LockSeen<'_> {
+        LockSeen {
+            created,
+            value,
+            owner_alive: alive,
+            serving,
+        }
+    }
+
     #[test]
-    fn the_lock_decides_init_join_or_wait() {
-        assert_eq!(decide(true, None, "i-1"), LockDecision::Init);
-        assert_eq!(decide(false, Some("i-1"), "i-1"), LockDecision::Init);
+    fn the_lock_decides_init_join_wait_or_take_over() {
+        use LockDecision::*;
+        assert_eq!(decide(&seen(true, None, None, 0), "i-1"), Init);
+        assert_eq!(decide(&seen(false, None, None, 0), "i-1"), Init);
+        assert_eq!(decide(&seen(false, Some("i-1"), None, 0), "i-1"), Init);
         assert_eq!(
-            decide(false, Some("i-2"), "i-1"),
-            LockDecision::Wait {
+            decide(&seen(false, Some("i-1 initialized"), None, 0), "i-1"),
+            Join
+        );
+        // A running owner: wait while it initialises, join once it has.
+        assert_eq!(
+            decide(&seen(false, Some("i-2"), Some(true), 0), "i-1"),
+            Wait {
                 owner: "i-2".into()
             }
         );
         assert_eq!(
-            decide(false, Some("i-2 initialized"), "i-1"),
-            LockDecision::Join
+            decide(&seen(false, Some("i-2 initialized"), Some(true), 0), "i-1"),
+            Join
         );
-        // Our own initialized lock (a re-run after success) joins nothing new: it is
-        // already a member, and `kubeadm join` is what a replacement would run.
+        // The owner is gone. Mid-init: take over. Initialised, and another controller
+        // serves: join it. Initialised, and none does (the lone controller was
+        // replaced): take over and initialise again on the existing etcd data.
         assert_eq!(
-            decide(false, Some("i-1 initialized"), "i-1"),
-            LockDecision::Join
+            decide(&seen(false, Some("i-2"), Some(false), 1), "i-1"),
+            TakeOver { from: "i-2".into() }
         );
+        assert_eq!(
+            decide(&seen(false, Some("i-2 initialized"), Some(false), 1), "i-1"),
+            Join
+        );
+        assert_eq!(
+            decide(&seen(false, Some("i-2 initialized"), Some(false), 0), "i-1"),
+            TakeOver {
+                from: "i-2 initialized".into()
+            }
+        );
+        assert_eq!(lock_owner("i-2 initialized"), ("i-2", true));
     }
 
     #[test]
@@ -538,19 +564,5 @@ mod tests {
         assert!(!node_ready(&n("False")));
         assert!(!node_ready(&n("Unknown")));
         assert!(!node_ready(&serde_json::json!({})));
-    }
-
-    #[test]
-    fn the_data_disk_is_the_unmounted_one() {
-        let v = serde_json::json!({"blockdevices": [
-            {"name": "nvme0n1", "type": "disk", "mountpoints": [null], "children": [
-                {"name": "nvme0n1p1", "type": "part", "mountpoints": ["/"]},
-                {"name": "nvme0n1p15", "type": "part", "mountpoints": ["/boot/efi"]}]},
-            {"name": "nvme1n1", "type": "disk", "mountpoints": [null]}
-        ]});
-        assert_eq!(data_disk(&v).as_deref(), Some("/dev/nvme1n1"));
-        let none = serde_json::json!({"blockdevices": [
-            {"name": "nvme0n1", "type": "disk", "children": [{"name": "p1", "type": "part", "mountpoints": ["/"]}]}]});
-        assert_eq!(data_disk(&none), None);
     }
 }

@@ -7,13 +7,14 @@
 //! Any failure signals FAILURE to CloudFormation at once, so the stack fails in seconds
 //! rather than after its 20-minute CreationPolicy timeout.
 
+use super::etcd as node_etcd;
 use super::imds::Imds;
 use crate::node::config::{NodeConfig, Role};
+use crate::node::etcd;
 use crate::node::kubeadm::Observed;
 use crate::node::plan::{self, Action, LockDecision, Phase, Step};
 use anyhow::{Context, Result, anyhow, bail};
 use aws_config::SdkConfig;
-use base64::Engine;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -228,68 +229,53 @@ impl Agent {
         })
     }
 
-    /// The etcd transaction of the init lock, on the first member that answers.
-    async fn etcd_txn(&self, body: serde_json::Value) -> Result<serde_json::Value> {
+    /// The cluster's etcd, as the API server reaches it: the lock is taken through the
+    /// first member that answers, whichever it is.
+    fn etcd_cluster(&self) -> Result<node_etcd::Cluster> {
         let k = self
             .cfg
             .kubernetes
             .as_ref()
             .ok_or_else(|| anyhow!("no kubernetes section"))?;
-        let http = self.http(
-            Some((
-                "/etc/kubernetes/pki/apiserver-etcd-client.crt",
-                "/etc/kubernetes/pki/apiserver-etcd-client.key",
-            )),
-            Some("/etc/kubernetes/pki/etcd/ca.crt"),
-        )?;
-        let mut last = String::new();
-        for ep in &k.etcd_endpoints {
-            match http
-                .post(format!("{ep}/v3/kv/txn"))
-                .json(&body)
-                .send()
-                .await
-            {
-                Ok(r) if r.status().is_success() => {
-                    return r.json().await.map_err(|e| anyhow!("etcd {ep}: {e}"));
+        Ok(node_etcd::Cluster {
+            http: self.http(
+                Some((
+                    "/etc/kubernetes/pki/apiserver-etcd-client.crt",
+                    "/etc/kubernetes/pki/apiserver-etcd-client.key",
+                )),
+                Some("/etc/kubernetes/pki/etcd/ca.crt"),
+            )?,
+            endpoints: k.etcd_endpoints.clone(),
+        })
+    }
+
+    /// What the lock decision needs beyond the lock: whether its owner still exists,
+    /// and how many other registered controllers do.
+    async fn lock_seen(
+        &self,
+        etcd: &node_etcd::Cluster,
+        value: Option<&str>,
+    ) -> Result<(Option<bool>, usize)> {
+        let Some(v) = value else {
+            return Ok((None, 0));
+        };
+        let (owner, _) = plan::lock_owner(v);
+        if owner == self.me.instance_id {
+            return Ok((None, 0));
+        }
+        let alive = crate::aws::node::instance_alive(&self.sdk, owner).await?;
+        let mut serving = 0;
+        if !alive {
+            for key in etcd.keys(plan::CONTROLLERS_PREFIX).await? {
+                let id = key.trim_start_matches(plan::CONTROLLERS_PREFIX);
+                if id != self.me.instance_id
+                    && crate::aws::node::instance_alive(&self.sdk, id).await?
+                {
+                    serving += 1;
                 }
-                Ok(r) => last = format!("{ep}: HTTP {}", r.status()),
-                Err(e) => last = format!("{ep}: {e}"),
             }
         }
-        bail!("no etcd member answered: {last}")
-    }
-
-    /// Takes (or reads) the init lock: (created, current value).
-    async fn lock(&self, key: &str, value: &str) -> Result<(bool, Option<String>)> {
-        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-        let k = b64(key);
-        let body = serde_json::json!({
-            "compare": [{"key": k, "target": "CREATE", "create_revision": "0"}],
-            "success": [{"request_put": {"key": k, "value": b64(value)}}],
-            "failure": [{"request_range": {"key": k}}]
-        });
-        let a = self.etcd_txn(body).await?;
-        if a["succeeded"].as_bool() == Some(true) {
-            return Ok((true, Some(value.to_string())));
-        }
-        let v = a
-            .pointer("/responses/0/response_range/kvs/0/value")
-            .and_then(|v| v.as_str())
-            .and_then(|v| base64::engine::general_purpose::STANDARD.decode(v).ok())
-            .map(|v| String::from_utf8_lossy(&v).into_owned());
-        Ok((false, v))
-    }
-
-    async fn mark_initialized(&self, key: &str) -> Result<()> {
-        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-        let body = serde_json::json!({
-            "compare": [],
-            "success": [{"request_put": {"key": b64(key),
-                "value": b64(&format!("{}{}", self.me.instance_id, plan::INITIALIZED))}}],
-            "failure": []
-        });
-        self.etcd_txn(body).await.map(|_| ())
+        Ok((Some(alive), serving))
     }
 
     fn deadline(&self) -> Instant {
@@ -298,9 +284,19 @@ impl Agent {
 
     async fn control_plane(&self, key: &str, path: &str, init: &str, join: &str) -> Result<()> {
         let deadline = self.deadline();
+        let etcd = self.etcd_cluster()?;
+        let me = &self.me.instance_id;
+        let register = format!("{}{me}", plan::CONTROLLERS_PREFIX);
         loop {
-            let (created, value) = self.lock(key, &self.me.instance_id).await?;
-            match plan::decide(created, value.as_deref(), &self.me.instance_id) {
+            let (created, value) = etcd.lock(key, me).await?;
+            let (owner_alive, serving) = self.lock_seen(&etcd, value.as_deref()).await?;
+            let seen = plan::LockSeen {
+                created,
+                value: value.as_deref(),
+                owner_alive,
+                serving,
+            };
+            match plan::decide(&seen, me) {
                 LockDecision::Init => {
                     say(Phase::Kubeadm, "this controller initialises the cluster");
                     self.write(path, 0o600, init.as_bytes())?;
@@ -311,14 +307,28 @@ impl Agent {
                         path,
                         "--skip-token-print",
                     ]))?;
-                    self.mark_initialized(key).await?;
+                    etcd.put(key, &format!("{me}{}", plan::INITIALIZED)).await?;
+                    etcd.put(&register, "").await?;
                     return Ok(());
                 }
                 LockDecision::Join => {
                     say(Phase::Kubeadm, "joining the control plane");
                     self.write(path, 0o600, join.as_bytes())?;
                     self.run(&argv(&["kubeadm", "join", "--config", path]))?;
+                    etcd.put(&register, "").await?;
                     return Ok(());
+                }
+                LockDecision::TakeOver { from } => {
+                    let (owner, _) = plan::lock_owner(&from);
+                    if etcd.swap(key, &from, me).await? {
+                        say(
+                            Phase::Kubeadm,
+                            &format!(
+                                "{owner} holds the init lock but no longer exists: taken over"
+                            ),
+                        );
+                    }
+                    // Won or lost, the next pass reads the lock again.
                 }
                 LockDecision::Wait { owner } => {
                     if Instant::now() > deadline {
@@ -450,22 +460,55 @@ impl Agent {
         }
     }
 
-    async fn wait_etcd(&self, url: &str) -> Result<()> {
-        let http = self.http(
+    /// The HTTPS client of an etcd host's own calls to the cluster (etcd client cert).
+    fn etcd_http(&self) -> Result<reqwest::Client> {
+        self.http(
             Some((
                 "/etc/kubernetes/pki/etcd/client.crt",
                 "/etc/kubernetes/pki/etcd/client.key",
             )),
             Some("/etc/kubernetes/pki/etcd/ca.crt"),
-        )?;
+        )
+    }
+
+    fn etcd_spec(&self) -> Result<&crate::node::config::EtcdMemberSpec> {
+        self.cfg
+            .etcd_member
+            .as_ref()
+            .ok_or_else(|| anyhow!("the etcd node config has no etcdMember section"))
+    }
+
+    fn tag(&self, k: &str) -> Result<&str> {
+        self.me
+            .tags
+            .get(k)
+            .map(String::as_str)
+            .ok_or_else(|| anyhow!("instance {} has no {k} tag", self.me.instance_id))
+    }
+
+    /// This member's identity in etcd and the client URLs of the others.
+    fn etcd_me(&self) -> Result<(etcd::Me, Vec<String>)> {
+        let spec = self.etcd_spec()?;
+        let names = etcd::member_names(&spec.initial_cluster);
+        let me = etcd::Me {
+            name: self.me.node_name.clone(),
+            peer_url: format!("https://{}.{}:2380", self.me.node_name, spec.zone),
+            first: names.first() == Some(&self.me.node_name),
+        };
+        let others = names
+            .iter()
+            .filter(|n| **n != me.name)
+            .map(|n| format!("https://{n}.{}:2379", spec.zone))
+            .collect();
+        Ok((me, others))
+    }
+
+    /// Local health, then every member's: a roll moves on only from a whole cluster.
+    async fn wait_etcd(&self, url: &str) -> Result<()> {
+        let http = self.etcd_http()?;
         let deadline = self.deadline();
-        loop {
-            if let Ok(r) = http.get(url).send().await
-                && let Ok(t) = r.text().await
-                && t.contains("\"health\":\"true\"")
-            {
-                return Ok(());
-            }
+        let base = url.trim_end_matches("/health").to_string();
+        while !node_etcd::healthy(&http, &base).await {
             if Instant::now() > deadline {
                 bail!(
                     "etcd at {url} was not healthy within {}s",
@@ -474,34 +517,84 @@ impl Agent {
             }
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
+        let local = node_etcd::Cluster {
+            http,
+            endpoints: vec![base],
+        };
+        let n = node_etcd::wait_all_healthy(&local, deadline).await?;
+        say(Phase::Etcd, &format!("all {n} members healthy"));
+        Ok(())
     }
 
-    /// The data volume is attached by CloudFormation after the instance starts: wait for
-    /// it (as long as for Ready), then format it once and mount it.
-    async fn data_volume(&self, mount: &str, label: &str) -> Result<()> {
+    /// Attaches the member's own volume (waiting while the instance this one replaces
+    /// still holds it) and points the member's DNS name at this instance.
+    async fn claim_identity(&self) -> Result<()> {
+        let volume = self.tag("kube-aws:etcd-volume")?.to_string();
+        let zone_id = self.tag("kube-aws:etcd-zone-id")?.to_string();
         let deadline = self.deadline();
-        let dev = loop {
-            let out = self.run(&argv(&["lsblk", "--json", "-o", "NAME,TYPE,MOUNTPOINTS"]))?;
-            let v: serde_json::Value = serde_json::from_str(&out).context("lsblk --json")?;
-            if let Some(d) = plan::data_disk(&v) {
-                break d;
+        loop {
+            let (state, owner) = crate::aws::node::volume_attachment(&self.sdk, &volume).await?;
+            match owner {
+                Some(o) if o == self.me.instance_id => break,
+                Some(o) => say(
+                    Phase::Volume,
+                    &format!(
+                        "{volume} is still attached to {o} (the instance this one replaces); waiting"
+                    ),
+                ),
+                None if state == "available" => {
+                    crate::aws::node::attach_volume(
+                        &self.sdk,
+                        &volume,
+                        &self.me.instance_id,
+                        etcd::ATTACH_AS,
+                    )
+                    .await?;
+                    say(
+                        Phase::Volume,
+                        &format!("attaching {volume} as {}", etcd::ATTACH_AS),
+                    );
+                }
+                None => say(Phase::Volume, &format!("{volume} is {state}; waiting")),
             }
             if Instant::now() > deadline {
                 bail!(
-                    "no etcd data volume was attached within {}s",
+                    "the member's volume {volume} was not attached to this instance within {}s",
                     self.cfg.ready_timeout_seconds
                 );
             }
-            say(Phase::Volume, "waiting for the data volume to be attached");
-            tokio::time::sleep(Duration::from_secs(5)).await;
+            tokio::time::sleep(Duration::from_secs(3)).await;
+        }
+        let spec = self.etcd_spec()?;
+        let dns = format!("{}.{}", self.me.node_name, spec.zone);
+        crate::aws::node::claim_name(&self.sdk, &zone_id, &dns, &self.me.ip).await?;
+        say(Phase::Volume, &format!("{dns} → {}", self.me.ip));
+        Ok(())
+    }
+
+    /// Finds the member's volume by its EBS identity (never "the first free disk"),
+    /// formats it once, mounts it, checks that it is mounted, and only then creates the
+    /// directory the etcd pod needs (see `node::etcd::VOLUME_DIR`).
+    async fn data_volume(&self, mount: &str, label: &str) -> Result<()> {
+        let volume = self.tag("kube-aws:etcd-volume")?.to_string();
+        let candidates = etcd::volume_devices(&volume, etcd::ATTACH_AS);
+        let deadline = self.deadline();
+        let dev = loop {
+            if let Some(d) = candidates.iter().find(|d| self.path(d).exists()) {
+                break d.clone();
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{volume} did not appear as {} within {}s",
+                    candidates.join(" or "),
+                    self.cfg.ready_timeout_seconds
+                );
+            }
+            say(Phase::Volume, &format!("waiting for {volume} to appear"));
+            tokio::time::sleep(Duration::from_secs(2)).await;
         };
         // blkid exits 2 when the device has no filesystem: only then format it.
-        let has_fs = std::process::Command::new("blkid")
-            .arg(&dev)
-            .stdout(std::process::Stdio::null())
-            .status()
-            .map(|s| s.success())
-            .context("running blkid")?;
+        let has_fs = self.run(&argv(&["blkid", &dev])).is_ok();
         if !has_fs {
             self.run(&argv(&["mkfs.ext4", "-q", "-L", label, &dev]))?;
         }
@@ -511,12 +604,115 @@ impl Agent {
             .lines()
             .any(|l| l.split_whitespace().nth(1) == Some(mount))
         {
+            // nofail: a missing volume must not hold the boot in emergency mode; the
+            // etcd pod's hostPath then refuses to start instead.
             let line = format!("LABEL={label} {mount} ext4 defaults,nofail 0 2\n");
             self.write("/etc/fstab", 0o644, format!("{current}{line}").as_bytes())?;
         }
         std::fs::create_dir_all(self.path(mount)).with_context(|| format!("creating {mount}"))?;
         self.run(&argv(&["mount", mount]))?;
+        self.run(&argv(&["findmnt", "--mountpoint", mount]))
+            .with_context(|| {
+                format!("{dev} is not mounted at {mount}: etcd will not start on the root disk")
+            })?;
+        std::fs::create_dir_all(self.path(etcd::VOLUME_DIR))
+            .with_context(|| format!("creating {}", etcd::VOLUME_DIR))?;
+        say(
+            Phase::Volume,
+            &format!("{volume} ({dev}) mounted at {mount}"),
+        );
         Ok(())
+    }
+
+    /// Resume, found, join or restore, then the static pod with the flags of that start.
+    async fn etcd_member(&self, manifest: &str, image: &str) -> Result<()> {
+        let spec = self.etcd_spec()?.clone();
+        let (me, others) = self.etcd_me()?;
+        let has_data = self
+            .path(&format!("{}/data/member", etcd::VOLUME_DIR))
+            .exists();
+        let snapshot = if me.first && !has_data {
+            let prefix = format!("{}/{}/", self.cfg.prefix, etcd::SNAPSHOT_PREFIX);
+            let keys = crate::aws::node::list_keys(&self.sdk, &self.cfg.bucket, &prefix).await?;
+            etcd::latest_snapshot(keys.iter().map(String::as_str))
+        } else {
+            None
+        };
+        // A peer whose name resolves nowhere has never started: no need to wait for it.
+        let mut resolvable = false;
+        for ep in &others {
+            let host = ep
+                .trim_start_matches("https://")
+                .split(':')
+                .next()
+                .unwrap_or_default();
+            if self.opts.resolve.iter().any(|(h, _)| h == host)
+                || tokio::net::lookup_host((host, 2379)).await.is_ok()
+            {
+                resolvable = true;
+            }
+        }
+        let grace = if resolvable {
+            Duration::from_secs(60)
+        } else {
+            Duration::ZERO
+        };
+        let peers = node_etcd::Cluster {
+            http: self.etcd_http()?,
+            endpoints: others,
+        };
+        let (start, cluster, state) =
+            node_etcd::prepare(&peers, &me, has_data, snapshot, grace, self.deadline()).await?;
+        if let etcd::Start::Restore { snapshot } = &start {
+            let body = crate::aws::node::get_object(&self.sdk, &self.cfg.bucket, snapshot).await?;
+            let file = format!("{}/restore.db", etcd::VOLUME_DIR);
+            self.write(&file, 0o600, &body)?;
+            let mut cmd = argv(&[
+                "ctr",
+                "-n",
+                "k8s.io",
+                "run",
+                "--rm",
+                "--mount",
+                &format!(
+                    "type=bind,src={},dst={},options=rbind:rw",
+                    etcd::VOLUME_DIR,
+                    etcd::CONTAINER_DIR
+                ),
+                image,
+                "kube-aws-etcd-restore",
+                "etcdutl",
+            ]);
+            cmd.extend(etcd::restore_args(
+                &me,
+                etcd::RESTORE_FILE,
+                etcd::DATA_DIR,
+                &spec.cluster_token,
+            ));
+            self.run_retrying(&argv(&["ctr", "-n", "k8s.io", "images", "pull", image]))
+                .await?;
+            self.run(&cmd)?;
+            std::fs::remove_file(self.path(&file)).with_context(|| format!("removing {file}"))?;
+            say(Phase::Etcd, &format!("restored {snapshot}"));
+        }
+        let urls = etcd::Urls {
+            listen_client: "https://0.0.0.0:2379".into(),
+            advertise_client: format!("https://{}.{}:2379", me.name, spec.zone),
+            listen_peer: "https://0.0.0.0:2380".into(),
+            pki: plan::ETCD_PKI.into(),
+        };
+        let args = etcd::member_args(
+            &me,
+            &urls,
+            etcd::DATA_DIR,
+            &spec.cluster_token,
+            (&cluster, state),
+        );
+        self.write(
+            manifest,
+            0o644,
+            etcd::pod_manifest(image, args, plan::ETCD_PKI).as_bytes(),
+        )
     }
 
     async fn signal(&self, success: bool) -> Result<()> {
@@ -557,7 +753,9 @@ impl Agent {
                 let body = self.fetch_artifact(a).await?;
                 self.write(path, *mode, &body)
             }
+            Action::ClaimIdentity => self.claim_identity().await,
             Action::DataVolume { mount, label } => self.data_volume(mount, label).await,
+            Action::EtcdMember { manifest, image } => self.etcd_member(manifest, image).await,
             Action::ControlPlane {
                 lock_key,
                 path,

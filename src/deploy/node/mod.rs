@@ -4,5 +4,6 @@
 //! kube-rs (`deploy::addons`), and the node's commands through PATH.
 
 pub mod agent;
+pub mod etcd;
 pub mod imds;
 pub mod services;
