@@ -11,6 +11,7 @@ pub mod kms;
 pub mod node;
 pub mod route53;
 pub mod s3;
+pub mod ssm;
 
 use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};

@@ -6,6 +6,7 @@ mod broker;
 mod completion;
 mod destroy;
 mod diff;
+mod etcd;
 mod init;
 pub mod inputs;
 mod node;
@@ -88,6 +89,9 @@ pub enum Command {
     /// Create the cluster: encrypt secrets, upload assets, create the stacks, watch.
     #[command(visible_alias = "apply")]
     Up(up::UpArgs),
+    /// etcd recovery: list the snapshots, restore one.
+    #[command(subcommand)]
+    Etcd(etcd::EtcdCommand),
     /// Show what `update` would change: diffs per stack and cloud-config, then the plan.
     /// Exits 0 with no change, 2 with changes.
     Diff(diff::DiffArgs),
@@ -145,6 +149,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Up(a) => up::run(&cli, a),
         Command::Status(a) => status::run(&cli, a),
         Command::Destroy(a) => destroy::run(&cli, a),
+        Command::Etcd(c) => etcd::run(&cli, c),
         Command::Schema => schema::run(),
         Command::Version => {
             println!("kube-aws {}", env!("CARGO_PKG_VERSION"));

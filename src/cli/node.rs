@@ -44,9 +44,36 @@ Secrets are shown by the S3 key of their ciphertext; the bootstrap token as a pl
         after_help = "Example:\n  kube-aws node addons            # as kube-aws-addons.service runs it"
     )]
     Addons(TimeoutArgs),
+    /// etcd members: the steps of `kube-aws etcd restore` (run through SSM).
+    #[command(subcommand)]
+    Etcd(NodeEtcdCommand),
     /// Cordon and drain this node now.
     #[command(after_help = "Example:\n  kube-aws node drain --timeout 300")]
     Drain(DrainArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeEtcdCommand {
+    /// Stop etcd (its manifest out of kubelet's directory) and move its data aside.
+    #[command(after_help = "Example:\n  kube-aws node etcd stop")]
+    Stop(NodeArgs),
+    /// etcd-0: restore a snapshot into a cluster of one, then wait until healthy.
+    #[command(
+        after_help = "Example:\n  kube-aws node etcd restore --snapshot clusters/prod/etcd-snapshots/20261203T000000Z.db"
+    )]
+    Restore(NodeRestoreArgs),
+    /// Start etcd as at boot (join the running cluster), then wait until all are healthy.
+    #[command(after_help = "Example:\n  kube-aws node etcd start")]
+    Start(NodeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NodeRestoreArgs {
+    #[command(flatten)]
+    pub node: NodeArgs,
+    /// The snapshot's S3 key.
+    #[arg(long, value_name = "KEY")]
+    pub snapshot: String,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -144,6 +171,15 @@ async fn agent(a: &NodeArgs) -> Result<Agent> {
 pub fn run(cli: &Cli, cmd: &NodeCommand) -> Result {
     match cmd {
         NodeCommand::Plan(p) => plan_cmd(cli, p),
+        NodeCommand::Etcd(c) => super::up::runtime()?.block_on(async {
+            match c {
+                NodeEtcdCommand::Stop(a) => agent(a).await?.etcd_stop().await,
+                NodeEtcdCommand::Restore(r) => {
+                    agent(&r.node).await?.etcd_start(Some(&r.snapshot)).await
+                }
+                NodeEtcdCommand::Start(a) => agent(a).await?.etcd_start(None).await,
+            }
+        }),
         NodeCommand::Bootstrap(a) => super::up::runtime()?.block_on(async {
             let agent = agent(a).await.context("the node agent could not start")?;
             agent.bootstrap().await

@@ -3,6 +3,7 @@
 
 pub mod addons;
 pub mod broker;
+pub mod etcd;
 pub mod node;
 pub mod stack;
 pub mod update;

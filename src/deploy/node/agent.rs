@@ -626,12 +626,30 @@ impl Agent {
 
     /// Resume, found, join or restore, then the static pod with the flags of that start.
     async fn etcd_member(&self, manifest: &str, image: &str) -> Result<()> {
+        self.etcd_member_with(manifest, image, None).await
+    }
+
+    /// The member's start; with `restore`, etcd-0 restores that snapshot (its peers are
+    /// stopped: `kube-aws etcd restore`) instead of looking for a cluster.
+    async fn etcd_member_with(
+        &self,
+        manifest: &str,
+        image: &str,
+        restore: Option<&str>,
+    ) -> Result<()> {
         let spec = self.etcd_spec()?.clone();
         let (me, others) = self.etcd_me()?;
         let has_data = self
             .path(&format!("{}/data/member", etcd::VOLUME_DIR))
             .exists();
-        let snapshot = if me.first && !has_data {
+        if restore.is_some() && (!me.first || has_data) {
+            bail!(
+                "only etcd-0, with its data moved aside (`kube-aws node etcd stop`), restores a snapshot"
+            );
+        }
+        let snapshot = if let Some(r) = restore {
+            Some(r.to_string())
+        } else if me.first && !has_data {
             let prefix = format!("{}/{}/", self.cfg.prefix, etcd::SNAPSHOT_PREFIX);
             let keys = crate::aws::node::list_keys(&self.sdk, &self.cfg.bucket, &prefix).await?;
             etcd::latest_snapshot(keys.iter().map(String::as_str))
@@ -652,14 +670,19 @@ impl Agent {
                 resolvable = true;
             }
         }
-        let grace = if resolvable {
+        let grace = if resolvable && restore.is_none() {
             Duration::from_secs(60)
         } else {
             Duration::ZERO
         };
         let peers = node_etcd::Cluster {
             http: self.etcd_http()?,
-            endpoints: others,
+            // A restore founds a new cluster: its stopped peers are not asked.
+            endpoints: if restore.is_some() {
+                Vec::new()
+            } else {
+                others
+            },
         };
         let (start, cluster, state) =
             node_etcd::prepare(&peers, &me, has_data, snapshot, grace, self.deadline()).await?;
@@ -713,6 +736,46 @@ impl Agent {
             0o644,
             etcd::pod_manifest(image, args, plan::ETCD_PKI).as_bytes(),
         )
+    }
+
+    /// `kube-aws node etcd stop`: the static pod's manifest out of kubelet's directory
+    /// (kubelet then stops etcd), and the data directory moved aside, never deleted.
+    pub async fn etcd_stop(&self) -> Result<()> {
+        let kept = "/etc/kubernetes/kube-aws/etcd.yaml.stopped";
+        if self.path(plan::ETCD_MANIFEST).exists() {
+            std::fs::create_dir_all(self.path("/etc/kubernetes/kube-aws"))
+                .context("creating /etc/kubernetes/kube-aws")?;
+            std::fs::rename(self.path(plan::ETCD_MANIFEST), self.path(kept))
+                .with_context(|| format!("moving {} aside", plan::ETCD_MANIFEST))?;
+        }
+        let http = self.etcd_http()?;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while node_etcd::healthy(&http, "https://127.0.0.1:2379").await {
+            if Instant::now() > deadline {
+                bail!("etcd still answers 120 s after its manifest was removed");
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        let data = format!("{}/data", etcd::VOLUME_DIR);
+        if self.path(&data).exists() {
+            let stamp = chrono_stamp();
+            let aside = format!("{data}.before-restore-{stamp}");
+            std::fs::rename(self.path(&data), self.path(&aside))
+                .with_context(|| format!("moving {data} to {aside}"))?;
+            say(Phase::Etcd, &format!("stopped; data kept at {aside}"));
+        } else {
+            say(Phase::Etcd, "stopped; no data directory");
+        }
+        Ok(())
+    }
+
+    /// `kube-aws node etcd restore|start`: the member's start (restore on etcd-0, join on
+    /// the others), kubelet starts the pod, and the whole cluster is healthy.
+    pub async fn etcd_start(&self, restore: Option<&str>) -> Result<()> {
+        let image = self.etcd_spec()?.image.clone();
+        self.etcd_member_with(plan::ETCD_MANIFEST, &image, restore)
+            .await?;
+        self.wait_etcd("https://127.0.0.1:2379/health").await
     }
 
     async fn signal(&self, success: bool) -> Result<()> {
@@ -836,6 +899,14 @@ impl Agent {
             }
         }
     }
+}
+
+/// Seconds since the epoch: a unique suffix for data moved aside.
+fn chrono_stamp() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
 }
 
 fn argv(a: &[&str]) -> Vec<String> {
