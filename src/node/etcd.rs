@@ -187,11 +187,10 @@ pub fn member_args(
     ]
 }
 
-/// The arguments of `etcdutl snapshot restore` (after `etcdutl`): the snapshot into a
-/// fresh data directory, as a new cluster of this member alone
-/// (https://etcd.io/docs/v3.5/op-guide/recovery/#restoring-a-cluster). etcd 3.5 moved
-/// restore from etcdctl to etcdutl; 3.4's `etcdctl snapshot restore` takes the same
-/// flags.
+/// The arguments of `etcdctl snapshot restore` (after `etcdctl`, with ETCDCTL_API=3,
+/// the default since 3.4): the snapshot into a fresh data directory, as a new cluster
+/// of this member alone (https://etcd.io/docs/v3.5/op-guide/recovery/#restoring-a-cluster).
+/// 3.6 moves restore to `etcdutl`, with the same flags.
 pub fn restore_args(me: &Me, snapshot_file: &str, data_dir: &str, token: &str) -> Vec<String> {
     vec![
         "snapshot".into(),

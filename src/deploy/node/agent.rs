@@ -704,7 +704,10 @@ impl Agent {
                 ),
                 image,
                 "kube-aws-etcd-restore",
-                "etcdutl",
+                // etcdctl: the Kubernetes etcd image is not known to ship etcdutl, and
+                // 3.5's etcdctl still restores (deprecated there, moved to etcdutl in
+                // 3.6), with the same flags.
+                "etcdctl",
             ]);
             cmd.extend(etcd::restore_args(
                 &me,
