@@ -142,6 +142,16 @@ pub struct LoadBalancer {
     /// `internet-facing`, the private ones for `internal`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub subnets: Vec<String>,
+    /// Source ranges allowed to reach the API (port 6443) through this endpoint, the
+    /// original kube-aws name. Default: the VPC's CIDR for an internal endpoint,
+    /// 0.0.0.0/0 for an internet-facing one.
+    #[serde(
+        default,
+        rename = "apiAccessAllowedSourceCIDRs",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    #[schemars(with = "Vec<String>")]
+    pub api_access_allowed_source_cidrs: Vec<Ipv4Net>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]

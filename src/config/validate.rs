@@ -505,6 +505,17 @@ fn endpoints(k: &mut Checker, c: &Config, subnets: &HashMap<&str, &Subnet>) {
                 "set hostedZoneId, or recordSetManaged: false and create the DNS record yourself",
             );
         }
+        if lb.scheme == LoadBalancerScheme::Internal
+            && lb.api_access_allowed_source_cidrs.is_empty()
+            && c.vpc.id.is_some()
+            && c.vpc.cidr.is_none()
+        {
+            k.err(
+                format!("{p}.loadBalancer.apiAccessAllowedSourceCIDRs"),
+                "an internal endpoint in an existing VPC is open to the VPC's CIDR by default, and vpc.cidr is not set",
+                "set vpc.cidr to the VPC's CIDR, or list apiAccessAllowedSourceCIDRs",
+            );
+        }
         let lbp = format!("{p}.loadBalancer.subnets");
         k.subnet_refs(&lbp, &lb.subnets, subnets);
         let public = lb.scheme == LoadBalancerScheme::InternetFacing;

@@ -79,6 +79,8 @@ pub struct S3Ctx {
     /// `https://…` up to and including the prefix; the root stack's AssetsBaseUrl default.
     pub base_url: String,
     pub arn_prefix: String,
+    /// `arn:${AWS::Partition}:s3:::<bucket>`, for Fn::Sub.
+    pub bucket_arn: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -98,6 +100,10 @@ pub struct NetworkCtx {
     pub new_vpc: bool,
     pub vpc_id: Option<String>,
     pub vpc_cidr: String,
+    /// Who may reach the API load balancer on 6443: every endpoint's
+    /// apiAccessAllowedSourceCIDRs, or its default (the VPC for internal endpoints,
+    /// anywhere for internet-facing ones), deduplicated in order.
+    pub api_allowed_cidrs: Vec<String>,
     pub subnets: Vec<SubnetCtx>,
     /// One NAT gateway per zone that has a public subnet with natGateway: true.
     pub nats: Vec<NatCtx>,
@@ -545,6 +551,11 @@ pub fn build(c: &Config, m: &Model) -> Ctx {
         .map(|e| format!("https://{}:2379", e.dns_name))
         .collect::<Vec<_>>()
         .join(",");
+    let vpc_cidr = c
+        .vpc
+        .cidr
+        .unwrap_or_else(crate::config::defaults::vpc_cidr)
+        .to_string();
     let endpoints: Vec<EndpointCtx> = c
         .api_endpoints
         .iter()
@@ -614,16 +625,39 @@ pub fn build(c: &Config, m: &Model) -> Ctx {
             bucket: m.s3_bucket.clone(),
             prefix: m.s3_prefix.clone(),
             base_url,
-            arn_prefix: format!("arn:aws:s3:::{}/{}", m.s3_bucket, m.s3_prefix),
+            // For Fn::Sub: the partition is the stack's, so GovCloud and China work.
+            arn_prefix: format!(
+                "arn:${{AWS::Partition}}:s3:::{}/{}",
+                m.s3_bucket, m.s3_prefix
+            ),
+            bucket_arn: format!("arn:${{AWS::Partition}}:s3:::{}", m.s3_bucket),
         },
         network: NetworkCtx {
             new_vpc: c.vpc.id.is_none(),
             vpc_id: c.vpc.id.clone(),
-            vpc_cidr: c
-                .vpc
-                .cidr
-                .unwrap_or_else(crate::config::defaults::vpc_cidr)
-                .to_string(),
+            vpc_cidr: vpc_cidr.clone(),
+            api_allowed_cidrs: {
+                let mut v: Vec<String> = Vec::new();
+                for e in &c.api_endpoints {
+                    let lb = &e.load_balancer;
+                    let these: Vec<String> = if !lb.api_access_allowed_source_cidrs.is_empty() {
+                        lb.api_access_allowed_source_cidrs
+                            .iter()
+                            .map(|n| n.to_string())
+                            .collect()
+                    } else if lb.scheme == LoadBalancerScheme::Internal {
+                        vec![vpc_cidr.clone()]
+                    } else {
+                        vec!["0.0.0.0/0".to_string()]
+                    };
+                    for t in these {
+                        if !v.contains(&t) {
+                            v.push(t);
+                        }
+                    }
+                }
+                v
+            },
             subnets,
             nats,
         },
