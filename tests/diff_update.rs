@@ -570,6 +570,61 @@ async fn diff_matrix_then_targeted_update() {
         failures.join("\n")
     );
 
+    // The AMI is pinned at `up`, so none of the edits above rolled a node for an image
+    // the emulator's SSM parameter might hold; editing the pin rolls every node, and
+    // diff says which image each moves from and to.
+    b.write(&b.base);
+    let pin_path = b.dir.path().join("ami.yaml");
+    let pinned = std::fs::read_to_string(&pin_path).expect("up writes ami.yaml");
+    let old_id = pinned
+        .lines()
+        .find_map(|l| l.strip_prefix("imageId: "))
+        .expect("imageId")
+        .to_string();
+    assert!(pinned.contains("region: us-west-2"), "{pinned}");
+    let (code, _) = b.diff();
+    assert_eq!(code, 0, "the pin re-renders to what is deployed");
+    let out = b.run(&["diff", "--refresh-ami", "--output", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("is still the newest image"),
+        "{}",
+        text(&out.stderr)
+    );
+    let new_id = "ami-0123456789abcdef0";
+    std::fs::write(&pin_path, pinned.replace(&old_id, new_id)).expect("pin");
+    let (code, plan) = b.diff();
+    assert_eq!(code, 2, "{plan:#}");
+    let rolls = names(&plan, "rolls", "stack");
+    let all: BTreeSet<String> = [
+        "etcd",
+        "control-plane",
+        "node-pool/general",
+        "node-pool/ingress",
+        "node-pool/spot",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    assert_eq!(rolls, all, "{plan:#}");
+    let why = serde_json::to_string(&plan["rolls"]).expect("json");
+    assert!(why.contains(&format!("AMI: {old_id} → {new_id}")), "{why}");
+    std::fs::write(&pin_path, &pinned).expect("pin");
+    std::fs::write(
+        &pin_path,
+        "region: eu-west-1\nimageId: ami-12345678\nsource: x\n",
+    )
+    .expect("pin");
+    let out = b.run(&["diff"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("pinned in eu-west-1")
+            && text(&out.stderr).contains("--refresh-ami"),
+        "{}",
+        text(&out.stderr)
+    );
+    std::fs::write(&pin_path, &pinned).expect("pin");
+
     // A new kube-aws is a new node agent: every node rolls, and diff says why.
     b.write(&b.base);
     let other = b.dir.path().join("kube-aws-next");
@@ -676,8 +731,9 @@ async fn diff_matrix_then_targeted_update() {
     println!("update --targets general: {calls:?}");
     assert_eq!(calls.get("cloudformation:UpdateStack"), Some(&1));
     // Only new objects went up: the pool templates are there since `diff --change-sets`;
-    // what is new is the rendered root and the targeted root.
-    assert_eq!(calls.get("s3:PUTObject"), Some(&2), "{calls:?}");
+    // what is new is the rendered root and the targeted root, and the manifest that
+    // records their keys (deploy/manifest.rs).
+    assert_eq!(calls.get("s3:PUTObject"), Some(&3), "{calls:?}");
     let out = b.run(&["diff", "--targets", "general"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
     let (code, plan) = b.diff();

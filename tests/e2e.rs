@@ -159,6 +159,12 @@ async fn full_flow_on_the_emulator() {
     let up_time = t.elapsed();
     let (first, _) = bed.proxy.take_counts();
     assert!(up.contains("demo is CREATE_COMPLETE"), "{up}");
+    // The image was resolved once and pinned in the cluster directory.
+    let pin = std::fs::read_to_string(bed.dir.path().join("ami.yaml")).expect("ami.yaml");
+    assert!(
+        pin.contains("imageId: ami-") && pin.contains("source: /aws/service/canonical/"),
+        "{pin}"
+    );
 
     // The root stack and every nested stack exist.
     let all = stacks(&sdk).await;
@@ -282,8 +288,81 @@ async fn full_flow_on_the_emulator() {
     );
     bed.proxy.take_counts();
 
-    let gone = bed.ok(&["destroy", "--force"]);
+    // destroy deletes only what the cluster wrote (its manifest), and refuses while
+    // another cluster lives inside its prefix: `inner` at s3://BUCKET/clusters/demo.
+    let listed = objects(&sdk).await;
+    let manifest: serde_json::Value = serde_json::from_slice(
+        listed
+            .get("clusters/demo/kube-aws-manifest.json")
+            .expect("up writes the manifest"),
+    )
+    .expect("manifest json");
+    let recorded = manifest["keys"].as_array().expect("keys").len();
+    assert_eq!(
+        recorded + 1,
+        listed.len(),
+        "every uploaded key is in the manifest"
+    );
+    let s3 = kube_aws::aws::s3(&sdk);
+    for (key, body) in [
+        (
+            "clusters/demo/inner/kube-aws-manifest.json",
+            r#"{"cluster":"inner","keys":["stacks/root-x.json"]}"#,
+        ),
+        ("clusters/demo/inner/stacks/root-x.json", "{}"),
+        (
+            "clusters/demo/etcd-snapshots/20261203T000000Z.db",
+            "snapshot",
+        ),
+    ] {
+        s3.put_object()
+            .bucket(BUCKET)
+            .key(key)
+            .body(body.as_bytes().to_vec().into())
+            .send()
+            .await
+            .expect("PutObject");
+    }
+    let refused = bed.run(&["destroy", "--force"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        text(&refused.stderr).contains("also holds another cluster's objects")
+            && text(&refused.stderr).contains("clusters/demo/inner/kube-aws-manifest.json"),
+        "{}",
+        text(&refused.stderr)
+    );
+    let (calls, _) = bed.proxy.take_counts();
+    assert!(
+        !calls.keys().any(|k| k.contains("Delete")),
+        "a refused destroy deletes nothing: {calls:?}"
+    );
+
+    let gone = bed.ok(&["destroy", "--force", "--shared-prefix"]);
     let (destroy_calls, _) = bed.proxy.take_counts();
+    assert!(gone.contains("1 etcd snapshots kept"), "{gone}");
+    let left: Vec<String> = objects(&sdk).await.into_keys().collect();
+    assert_eq!(
+        left,
+        [
+            "clusters/demo/etcd-snapshots/20261203T000000Z.db",
+            "clusters/demo/inner/kube-aws-manifest.json",
+            "clusters/demo/inner/stacks/root-x.json"
+        ],
+        "only the other cluster's objects and this cluster's snapshot stay"
+    );
+    let purged = bed.ok(&["destroy", "--force", "--shared-prefix", "--purge-snapshots"]);
+    assert!(purged.contains("There is no stack demo"), "{purged}");
+    let left: Vec<String> = objects(&sdk).await.into_keys().collect();
+    assert_eq!(left.len(), 2, "{left:?}");
+    for key in left {
+        s3.delete_object()
+            .bucket(BUCKET)
+            .key(key)
+            .send()
+            .await
+            .expect("DeleteObject");
+    }
+    bed.proxy.take_counts();
     assert!(
         gone.contains("Stack demo deleted")
             && gone.contains("No load balancers or security groups"),

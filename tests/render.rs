@@ -1126,3 +1126,213 @@ fn broker_iam_holds_under_policy_evaluation() {
     );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// Issue 15 §5: each node role's rendered policy, evaluated (tests/common/iam.rs) against
+/// every secret's S3 key and KMS encryption context, the snapshots, the add-ons bundle
+/// and the role's own boot objects. Prints the table; a worker must be denied ca.key.
+#[test]
+fn node_roles_read_and_decrypt_only_their_own_secrets() {
+    use iam::{Decision, Request, evaluate, resolve};
+    use serde_json::Value;
+    let cfg = example("addons");
+    let assets = render_cfg(&cfg);
+    let model = Model::derive(&cfg);
+    let names: std::collections::BTreeMap<String, String> = [
+        ("AWS::Partition", "aws"),
+        ("AWS::Region", "us-west-2"),
+        ("AWS::AccountId", "123456789012"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let pool = cfg.worker.node_pools[0].name.clone();
+    let stack = |n: &str| -> Value {
+        let a = assets
+            .assets
+            .values()
+            .find(|a| a.name == format!("stack/{n}"))
+            .unwrap_or_else(|| panic!("stack {n}"));
+        serde_json::from_slice(&a.body).expect("json")
+    };
+    // (role, stack, role resource, node config asset)
+    let worker = format!("worker-{pool}");
+    let roles = [
+        ("etcd", stack("etcd"), "EtcdRole", "etcd".to_string()),
+        (
+            "controller",
+            stack("control-plane"),
+            "ControllerRole",
+            "controller".to_string(),
+        ),
+        (
+            "worker",
+            stack(&format!("node-pool/{pool}")),
+            "WorkerRole",
+            worker.clone(),
+        ),
+    ];
+    let statements = |t: &Value, role: &str| -> Vec<Value> {
+        let r = &t["Resources"][role]["Properties"];
+        assert!(
+            r.get("ManagedPolicyArns").is_none(),
+            "{role}: a managed policy grants what this test cannot see"
+        );
+        r["Policies"]
+            .as_array()
+            .expect("policies")
+            .iter()
+            .flat_map(|p| {
+                p["PolicyDocument"]["Statement"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .filter(|s| {
+                let acts: Vec<String> = match &s["Action"] {
+                    Value::String(a) => vec![a.clone()],
+                    Value::Array(a) => a
+                        .iter()
+                        .filter_map(|x| x.as_str().map(String::from))
+                        .collect(),
+                    _ => vec![],
+                };
+                acts.iter()
+                    .any(|a| a.starts_with("s3:") || a.starts_with("kms:") || a == "*")
+            })
+            .map(|s| resolve(&s, &names))
+            .collect()
+    };
+    let bucket_arn = |key: &str| format!("arn:aws:s3:::{}/{key}", model.s3_bucket);
+    let p = &model.s3_prefix;
+    let mut secrets: Vec<String> = creds().fingerprints.keys().cloned().collect();
+    secrets.sort();
+    let mut table = format!(
+        "{:<36}{:<14}{:<14}{}\n",
+        "secret / object", "etcd", "controller", "worker"
+    );
+    let mut grants: std::collections::BTreeMap<(String, &str), (bool, bool)> = Default::default();
+    let objects: Vec<(String, String)> = secrets
+        .iter()
+        .map(|f| {
+            let fp = &creds().fingerprints[f];
+            (f.clone(), format!("{p}/{}", render::secret_key(f, fp)))
+        })
+        .chain([
+            (
+                "etcd snapshot".to_string(),
+                format!("{p}/etcd-snapshots/20261203T000000Z.db"),
+            ),
+            (
+                "add-ons bundle".to_string(),
+                format!("{p}/addons/bundle-0123456789abcdef.json"),
+            ),
+        ])
+        .collect();
+    for (what, key) in &objects {
+        let mut row = format!("{what:<36}");
+        for (role, t, res, _) in &roles {
+            let st = statements(t, res);
+            let read =
+                evaluate(&st, &Request::new("s3:GetObject", &bucket_arn(key))) == Decision::Allow;
+            let decrypt = evaluate(
+                &st,
+                &Request::new("kms:Decrypt", &cfg.kms_key_arn)
+                    .with("kms:EncryptionContext:cluster", &[&cfg.cluster_name])
+                    .with("kms:EncryptionContext:file", &[what]),
+            ) == Decision::Allow;
+            grants.insert((what.clone(), role), (read, decrypt));
+            let cell = match (read, decrypt) {
+                (true, true) => "read+decrypt",
+                (true, false) => "read",
+                (false, true) => "decrypt",
+                (false, false) => "-",
+            };
+            row.push_str(&format!("{cell:<14}"));
+        }
+        table.push_str(row.trim_end());
+        table.push('\n');
+    }
+    println!("{table}");
+
+    // Each role reaches everything its own boot needs: its node config's secrets, its
+    // cloud-config, its node config and the node agent.
+    for (role, t, res, node) in &roles {
+        let st = statements(t, res);
+        let cfgs: Vec<&render::Asset> = assets
+            .assets
+            .values()
+            .filter(|a| {
+                a.name == format!("nodeconfig/{node}") || a.name == format!("userdata/{node}")
+            })
+            .collect();
+        assert_eq!(cfgs.len(), 2, "{role}: {node}");
+        let nc: Value = serde_json::from_slice(
+            &cfgs
+                .iter()
+                .find(|a| a.name.starts_with("nodeconfig/"))
+                .expect("nc")
+                .body,
+        )
+        .expect("json");
+        let mut needed: Vec<String> = cfgs.iter().map(|a| a.key.clone()).collect();
+        needed.extend(
+            assets
+                .binaries
+                .iter()
+                .map(|b| format!("{p}/{}", b.rel_key())),
+        );
+        for s in nc["secrets"].as_array().expect("secrets") {
+            let (name, key) = (
+                s["name"].as_str().expect("name"),
+                s["key"].as_str().expect("key"),
+            );
+            needed.push(key.to_string());
+            let d = evaluate(
+                &st,
+                &Request::new("kms:Decrypt", &cfg.kms_key_arn)
+                    .with("kms:EncryptionContext:cluster", &[&cfg.cluster_name])
+                    .with("kms:EncryptionContext:file", &[name]),
+            );
+            assert_eq!(d, Decision::Allow, "{role} cannot decrypt its own {name}");
+        }
+        for k in needed {
+            assert_eq!(
+                evaluate(&st, &Request::new("s3:GetObject", &bucket_arn(&k))),
+                Decision::Allow,
+                "{role} cannot read its own {k}"
+            );
+        }
+    }
+    let can = |what: &str, role: &str| grants[&(what.to_string(), role)];
+    for secret in [
+        "ca-key.pem",
+        "front-proxy-ca-key.pem",
+        "service-account-key.pem",
+        "encryption-config.yaml",
+        "etcd-server-key.pem",
+        "etcd-peer-key.pem",
+        "etcd-client-key.pem",
+        "apiserver-etcd-client-key.pem",
+        "aws-service-broker-key.pem",
+        "etcd snapshot",
+        "add-ons bundle",
+    ] {
+        assert_eq!(
+            can(secret, "worker"),
+            (false, false),
+            "a worker reaches {secret}"
+        );
+    }
+    for secret in ["ca-key.pem", "service-account-key.pem", "add-ons bundle"] {
+        assert_eq!(can(secret, "etcd"), (false, false), "etcd reaches {secret}");
+    }
+    for secret in ["etcd-server-key.pem", "etcd-peer-key.pem", "etcd snapshot"] {
+        assert_eq!(
+            can(secret, "controller"),
+            (false, false),
+            "a controller reaches {secret}"
+        );
+    }
+    assert_eq!(can("etcd snapshot", "etcd"), (true, false));
+    assert_eq!(can("kubelet-bootstrap-token", "worker"), (true, true));
+}

@@ -32,6 +32,22 @@ pub fn refuse_plaintext_keys(uploads: &[Upload]) -> Result<()> {
     Ok(())
 }
 
+/// Refuses any upload that contains a local secret's bytes or their base64
+/// (`envelope::secret_needles`): only ciphertexts may leave this machine.
+pub fn refuse_secrets(uploads: &[Upload], needles: &[(String, Vec<u8>)]) -> Result<()> {
+    for u in uploads {
+        for (name, n) in needles {
+            if memchr::memmem::find(&u.body, n).is_some() {
+                bail!(
+                    "refusing to upload {}: it contains the secret {name} (or its base64)\n  fix: only KMS-encrypted .enc files may leave this machine; check your templates and add-on manifests for an embedded secret",
+                    u.key
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The body of one object, or None when it is absent or cannot be read (a comparison
 /// then says what is missing; nothing is read twice).
 pub async fn get(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Option<Vec<u8>> {
@@ -143,19 +159,8 @@ pub async fn put_file_if_absent(
     Ok(true)
 }
 
-/// Deletes every key under `prefix/` except those under one of `keep` (sub-prefixes).
-/// Returns how many were deleted.
-pub async fn delete_prefix(
-    s3: &aws_sdk_s3::Client,
-    bucket: &str,
-    prefix: &str,
-    keep: &[String],
-) -> Result<usize> {
-    let keys: Vec<String> = list_keys(s3, bucket, prefix)
-        .await?
-        .into_iter()
-        .filter(|k| !keep.iter().any(|p| k.starts_with(p.as_str())))
-        .collect();
+/// Deletes exactly `keys` (in batches of 1000, DeleteObjects' limit). Returns how many.
+pub async fn delete_keys(s3: &aws_sdk_s3::Client, bucket: &str, keys: &[String]) -> Result<usize> {
     for chunk in keys.chunks(1000) {
         let objects = chunk
             .iter()
@@ -172,12 +177,68 @@ pub async fn delete_prefix(
             .delete(delete)
             .send()
             .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "deleting under s3://{bucket}/{prefix}/: {}",
-                    super::describe(&e)
-                )
-            })?;
+            .map_err(|e| anyhow::anyhow!("deleting in s3://{bucket}/: {}", super::describe(&e)))?;
     }
     Ok(keys.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+
+    #[test]
+    fn refuses_a_secret_in_any_form() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let d = dir.path();
+        let pem = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7VJTUt9Us8cKj\nMzEfYyjiWA4R4/M2bS1GB4t7NXp98C3SC6dVMvDuictGeurT8jNbvJZHtCSuYEvu\n-----END PRIVATE KEY-----\n";
+        std::fs::write(d.join("ca-key.pem"), pem).expect("write");
+        std::fs::write(
+            d.join("kubelet-bootstrap-token"),
+            "abcdef.0123456789abcdef\n",
+        )
+        .expect("write");
+        std::fs::write(
+            d.join("encryption-config.yaml"),
+            "kind: EncryptionConfiguration\nresources:\n  - providers:\n      - aescbc:\n          keys:\n            - name: key1\n              secret: c2VjcmV0LWtleS1ieXRlcy0zMi1sb25nLi4uLi4=\n",
+        )
+        .expect("write");
+        std::fs::write(d.join("ca.pem"), "public").expect("write");
+        let needles = crate::pki::envelope::secret_needles(d).expect("needles");
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let up = |body: Vec<u8>| Upload {
+            key: "k".into(),
+            body,
+            content_type: "text/plain",
+        };
+        // A kubeconfig's client-key-data, at each alignment inside larger base64.
+        for pad in ["", "x", "xy"] {
+            let inner = format!("{pad}client-key-data: {}\n", b64.encode(pem));
+            let body = format!("user_data: {}", b64.encode(inner.as_bytes()));
+            for body in [inner.into_bytes(), body.into_bytes()] {
+                let e = refuse_secrets(&[up(body)], &needles).expect_err("refused");
+                assert!(e.to_string().contains("ca-key.pem"), "{e}");
+            }
+        }
+        for (body, who) in [
+            (
+                "token: abcdef.0123456789abcdef".to_string(),
+                "kubelet-bootstrap-token",
+            ),
+            (
+                "just 0123456789abcdef here".to_string(),
+                "kubelet-bootstrap-token",
+            ),
+            (
+                "secret: c2VjcmV0LWtleS1ieXRlcy0zMi1sb25nLi4uLi4=".to_string(),
+                "encryption-config.yaml",
+            ),
+        ] {
+            let e = refuse_secrets(&[up(body.into_bytes())], &needles).expect_err("refused");
+            assert!(e.to_string().contains(who), "{e}");
+        }
+        // Public material and unrelated text pass.
+        let ok = "kind: EncryptionConfiguration\nca: public\n-----BEGIN CERTIFICATE-----\n";
+        refuse_secrets(&[up(ok.as_bytes().to_vec())], &needles).expect("allowed");
+    }
 }

@@ -10,8 +10,10 @@ use std::io::{BufRead, IsTerminal, Write};
   kube-aws destroy                # asks for the cluster name first
   kube-aws destroy --force        # no question (CI)
 
-Deletes the root stack (and so every nested stack) and the uploaded assets; etcd snapshots
-are kept unless --purge-snapshots. Then lists load balancers and security groups that
+Deletes the root stack (and so every nested stack) and the S3 objects this cluster wrote
+(listed in <prefix>/kube-aws-manifest.json; other objects under the prefix stay); etcd
+snapshots are kept unless --purge-snapshots. Refuses, before deleting anything, while the
+prefix also holds another cluster (one whose s3URI lies inside this one's). Then lists load balancers and security groups that
 Kubernetes created for the cluster, which CloudFormation cannot delete, with the command
 to remove each.")]
 pub struct DestroyArgs {
@@ -21,6 +23,10 @@ pub struct DestroyArgs {
     /// Also delete the etcd snapshots in S3.
     #[arg(long)]
     pub purge_snapshots: bool,
+    /// Go on although another cluster's objects lie under this cluster's prefix (only
+    /// this cluster's own keys are deleted either way).
+    #[arg(long)]
+    pub shared_prefix: bool,
 }
 
 pub fn run(cli: &Cli, a: &DestroyArgs) -> Result {
@@ -45,7 +51,7 @@ pub fn run(cli: &Cli, a: &DestroyArgs) -> Result {
     let model = Model::derive(&cfg);
     let left = super::up::runtime()?.block_on(async {
         let sdk = crate::aws::sdk_config(&cfg.region, None).await;
-        deploy::destroy(&sdk, &cfg, &model, a.purge_snapshots).await
+        deploy::destroy(&sdk, &cfg, &model, a.purge_snapshots, a.shared_prefix).await
     })?;
     if left.is_empty() {
         println!(

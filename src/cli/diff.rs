@@ -10,6 +10,7 @@ use console::style;
   kube-aws diff --targets general       # only what `update --targets general` would change
   kube-aws diff --output json | jq '.rolls[] | {pool, reasons}'
   kube-aws diff --change-sets           # also ask CloudFormation change sets for their replacement verdicts
+  kube-aws diff --refresh-ami           # what moving to the newest Ubuntu image would roll (writes nothing)
 
 Exit codes: 0 no change, 2 changes, 1 error (like `terraform plan -detailed-exitcode`).")]
 pub struct DiffArgs {
@@ -25,6 +26,10 @@ pub struct DiffArgs {
     /// verdicts, and delete it. Never executes it; uploads the changed templates.
     #[arg(long)]
     pub change_sets: bool,
+    /// Plan as if ami.yaml pinned the newest Ubuntu image; ami.yaml is not written
+    /// (`update --refresh-ami` writes it).
+    #[arg(long)]
+    pub refresh_ami: bool,
 }
 
 /// Loads, fetches and plans; shared by `diff` and `update`.
@@ -36,11 +41,25 @@ pub struct Planned {
     pub fetched: upd::Fetched,
     pub targets: Option<Vec<String>>,
     pub plan: Plan,
+    /// With --refresh-ami: the newer image the plan pins, not yet written to ami.yaml.
+    pub new_pin: Option<crate::config::ami::AmiPin>,
 }
 
-pub async fn planned(cli: &Cli, targets: &[String], context: usize) -> Result<Planned> {
-    let (cfg, model, assets) = super::up::load(cli)?;
-    let sdk = crate::aws::sdk_config(&cfg.region, None).await;
+pub async fn planned(
+    cli: &Cli,
+    targets: &[String],
+    context: usize,
+    refresh_ami: bool,
+) -> Result<Planned> {
+    let region = crate::config::read(&super::cluster_yaml(cli))?.region;
+    let sdk = crate::aws::sdk_config(&region, None).await;
+    let new_pin = if refresh_ami {
+        let cfg = crate::config::read(&super::cluster_yaml(cli))?;
+        super::ami::to_pin(&sdk, &cfg, &cli.dir, true).await?
+    } else {
+        None
+    };
+    let (cfg, model, assets) = super::up::load_pinned(cli, new_pin.as_ref())?;
     let fetched = upd::fetch_deployed(&sdk, &cfg, &model).await?;
     let targets = if targets.is_empty() {
         None
@@ -68,13 +87,21 @@ pub async fn planned(cli: &Cli, targets: &[String], context: usize) -> Result<Pl
         fetched,
         targets,
         plan,
+        new_pin,
     })
 }
 
 /// Runs `diff`; Ok(true) when something would change.
 pub fn run(cli: &Cli, a: &DiffArgs) -> Result<bool> {
     super::up::runtime()?.block_on(async {
-        let mut p = planned(cli, &a.targets, a.context).await?;
+        let mut p = planned(cli, &a.targets, a.context, a.refresh_ami).await?;
+        if let Some(pin) = &p.new_pin {
+            eprintln!(
+                "note: planned with AMI {}; {} is not written (`kube-aws update --refresh-ami` writes it)",
+                pin.image_id,
+                crate::config::ami::FILE
+            );
+        }
         let mut notes = Vec::new();
         if a.change_sets && p.plan.changed {
             notes = upd::annotate_with_change_sets(

@@ -2,6 +2,7 @@
 //! command; the work happens in the library modules.
 
 mod addons;
+mod ami;
 mod broker;
 mod completion;
 mod destroy;

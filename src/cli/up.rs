@@ -11,6 +11,8 @@ use std::path::PathBuf;
   kube-aws up --recreate          # a stack left in ROLLBACK_COMPLETE: delete it, create again
   kube-aws up --export out/       # write the rendered assets and stop, no AWS access
 
+Creating a cluster pins the newest Ubuntu LTS image in ami.yaml (unless cluster.yaml sets
+amiId); commit it with cluster.yaml. `kube-aws update --refresh-ami` moves to a newer one.
 Running `up` again on a complete, unchanged cluster says it is up to date and uploads
 nothing. Ctrl-C stops watching only; `kube-aws status --watch` re-attaches.")]
 pub struct UpArgs {
@@ -20,12 +22,28 @@ pub struct UpArgs {
     /// Write the rendered assets to DIR and stop, without touching AWS.
     #[arg(long, value_name = "DIR")]
     pub export: Option<PathBuf>,
+    /// Pin the newest Ubuntu image in ami.yaml even though one is pinned (for a cluster
+    /// that is created again; a running one refreshes with `update --refresh-ami`).
+    #[arg(long, conflicts_with = "export")]
+    pub refresh_ami: bool,
 }
 
 /// Loads cluster.yaml and renders it from the directory's templates and credentials.
 pub fn load(cli: &Cli) -> Result<(crate::config::Config, Model, crate::render::AssetSet)> {
+    load_pinned(cli, None)
+}
+
+/// `load` with the AMI of `pin` instead of the one in ami.yaml (a refresh not yet written).
+pub fn load_pinned(
+    cli: &Cli,
+    pin: Option<&crate::config::ami::AmiPin>,
+) -> Result<(crate::config::Config, Model, crate::render::AssetSet)> {
     let cfg = crate::config::read(&cluster_yaml(cli))?;
-    let model = Model::derive(&cfg);
+    let mut model = Model::derive(&cfg);
+    model.ami_pin = match pin {
+        Some(p) => Some(p.image_id.clone()),
+        None => super::ami::read_pin(&cli.dir, &cfg)?,
+    };
     let templates = super::inputs::templates(&cli.dir)?;
     let creds = super::inputs::credentials(&cli.dir)?;
     let binaries = super::inputs::node_binaries(cli)?;
@@ -38,13 +56,22 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 pub fn run(cli: &Cli, a: &UpArgs) -> Result {
-    let (cfg, model, assets) = load(cli)?;
     if let Some(dir) = &a.export {
+        let (_, model, assets) = load(cli)?;
         super::render::export(&assets, &model, dir)?;
         return Ok(());
     }
+    let cfg = crate::config::read(&cluster_yaml(cli))?;
     runtime()?.block_on(async {
         let sdk = crate::aws::sdk_config(&cfg.region, None).await;
+        // The image is resolved once, when the cluster is created; a running cluster
+        // keeps what it has until `update --refresh-ami` (config::ami says why).
+        if (a.refresh_ami || !deploy::exists(&sdk, &cfg.cluster_name).await?)
+            && let Some(pin) = super::ami::to_pin(&sdk, &cfg, &cli.dir, a.refresh_ami).await?
+        {
+            super::ami::write(&cli.dir, &pin)?;
+        }
+        let (cfg, model, assets) = load(cli)?;
         deploy::up(
             &sdk,
             &cfg,

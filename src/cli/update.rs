@@ -9,6 +9,7 @@ use std::io::{BufRead, IsTerminal, Write};
   kube-aws diff && kube-aws update              # review, then apply (asks first)
   kube-aws update --targets general --yes       # roll only node pool `general`
   kube-aws update --targets control-plane,etcd
+  kube-aws update --refresh-ami                 # pin the newest Ubuntu image: every node rolls
   kube-aws update --continue-rollback           # recover UPDATE_ROLLBACK_FAILED
   kube-aws update --continue-rollback --skip NodePoolGeneral.WorkerGroupUsWest2a
 
@@ -33,6 +34,10 @@ pub struct UpdateArgs {
         value_name = "ID,…"
     )]
     pub skip: Vec<String>,
+    /// Pin the newest Ubuntu image in ami.yaml (written once the plan is confirmed) and
+    /// roll every node onto it. Without it the pinned image stays, whatever is newer.
+    #[arg(long, conflicts_with = "continue_rollback")]
+    pub refresh_ami: bool,
 }
 
 pub fn run(cli: &Cli, a: &UpdateArgs) -> Result {
@@ -44,7 +49,7 @@ pub fn run(cli: &Cli, a: &UpdateArgs) -> Result {
         });
     }
     super::up::runtime()?.block_on(async {
-        let p = super::diff::planned(cli, &a.targets, 3).await?;
+        let p = super::diff::planned(cli, &a.targets, 3, a.refresh_ami).await?;
         super::diff::print_summary(&p.plan);
         if !p.plan.changed {
             return Ok(());
@@ -62,13 +67,29 @@ pub fn run(cli: &Cli, a: &UpdateArgs) -> Result {
                 return Ok(());
             }
         }
+        if let Some(pin) = &p.new_pin {
+            super::ami::write(&cli.dir, pin)?;
+        }
+        let mut fetched = p.fetched;
+        if let Some(core) = p.plan.core_wave() {
+            println!(
+                "Wave 1 of 2: {} (the control plane rolls before the node pools)",
+                core.join(", ")
+            );
+            upd::apply(
+                &p.sdk, &p.cfg, &p.model, &p.assets, &cli.dir, &fetched, Some(&core),
+            )
+            .await?;
+            println!("Wave 2 of 2: the node pools");
+            fetched = upd::fetch_deployed(&p.sdk, &p.cfg, &p.model).await?;
+        }
         upd::apply(
             &p.sdk,
             &p.cfg,
             &p.model,
             &p.assets,
             &cli.dir,
-            &p.fetched,
+            &fetched,
             p.targets.as_deref(),
         )
         .await

@@ -2,6 +2,7 @@
 //! Schema, and the commented template `init` writes. Pure: no AWS, no network; the
 //! only file access is `read`, which reads the one file it is given.
 
+pub mod ami;
 pub mod defaults;
 pub mod diagnostic;
 pub mod init_template;

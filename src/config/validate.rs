@@ -52,7 +52,7 @@ static ROLE_ARN: LazyLock<Regex> =
 static S3_BUCKET: LazyLock<Regex> = LazyLock::new(|| re(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"));
 static S3_PREFIX: LazyLock<Regex> = LazyLock::new(|| re(r"^[A-Za-z0-9!_.*'()/-]+$"));
 static HOSTED_ZONE: LazyLock<Regex> = LazyLock::new(|| re(r"^Z[A-Z0-9]{1,31}$"));
-static AMI: LazyLock<Regex> = LazyLock::new(|| re(r"^ami-([0-9a-f]{8}|[0-9a-f]{17})$"));
+
 static VPC_ID: LazyLock<Regex> = LazyLock::new(|| re(r"^vpc-([0-9a-f]{8}|[0-9a-f]{17})$"));
 static SUBNET_ID: LazyLock<Regex> = LazyLock::new(|| re(r"^subnet-([0-9a-f]{8}|[0-9a-f]{17})$"));
 static INSTANCE_TYPE: LazyLock<Regex> =
@@ -199,7 +199,7 @@ fn top_level(k: &mut Checker, c: &Config) {
         );
     }
     if let Some(ami) = &c.ami_id
-        && !AMI.is_match(ami)
+        && !super::ami::is_ami_id(ami)
     {
         k.err(
             "amiId",
@@ -915,7 +915,7 @@ mod tests {
         assert!(S3_BUCKET.is_match("my.bucket-1"));
         assert!(S3_PREFIX.is_match("a/b-c"));
         assert!(HOSTED_ZONE.is_match("Z1D633PJN98FT9"));
-        assert!(AMI.is_match("ami-0123456789abcdef0"));
+        assert!(super::super::ami::is_ami_id("ami-0123456789abcdef0"));
         assert!(VPC_ID.is_match("vpc-0123abcd"));
         assert!(SUBNET_ID.is_match("subnet-0123abcd"));
         assert!(K8S_VERSION.is_match("v1.34.2"));

@@ -4,6 +4,7 @@
 pub mod addons;
 pub mod broker;
 pub mod etcd;
+pub mod manifest;
 pub mod node;
 pub mod stack;
 pub mod update;
@@ -86,6 +87,9 @@ pub async fn prepare_uploads(
             content_type: "application/octet-stream",
         });
     }
+    let needles = envelope::secret_needles(&cdir)
+        .with_context(|| format!("reading the secrets in {}", cdir.display()))?;
+    aws::s3::refuse_secrets(&uploads, &needles)?;
     Ok((uploads, report))
 }
 
@@ -97,6 +101,14 @@ pub async fn upload(
     binaries: &[render::NodeBinary],
 ) -> Result<(usize, usize)> {
     let (mut sent, mut kept) = (0, 0);
+    // Recorded before anything is written, so no key of this cluster escapes `destroy`.
+    let mut keys: Vec<String> = uploads.iter().map(|u| u.key.clone()).collect();
+    keys.extend(
+        binaries
+            .iter()
+            .map(|b| format!("{}/{}", model.s3_prefix, b.rel_key())),
+    );
+    manifest::record(sdk, model, &keys).await?;
     for b in binaries {
         let key = format!("{}/{}", model.s3_prefix, b.rel_key());
         let started = std::time::Instant::now();
@@ -154,6 +166,15 @@ pub(crate) fn root_url(sdk: &SdkConfig, model: &Model, assets: &AssetSet) -> Res
 pub struct UpOptions {
     /// Delete a stack left in ROLLBACK_COMPLETE and create it again.
     pub recreate: bool,
+}
+
+/// Whether the root stack exists, in a state other than a failed first creation
+/// (ROLLBACK_COMPLETE, which `up --recreate` replaces).
+pub async fn exists(sdk: &SdkConfig, name: &str) -> Result<bool> {
+    let cfn = aws::cloudformation(sdk);
+    Ok(stack::describe_stack(&cfn, name)
+        .await?
+        .is_some_and(|s| stack::status_of(&s) != "ROLLBACK_COMPLETE"))
 }
 
 /// Creates the cluster, or says it is up to date.
@@ -348,17 +369,43 @@ pub async fn validate_remote(
     Ok(results)
 }
 
-/// Deletes the cluster's stack and its uploaded assets (etcd snapshots are kept unless
-/// `purge_snapshots`), then lists resources Kubernetes created that CloudFormation
-/// does not know about.
+/// Deletes the cluster: its stacks, then the S3 objects it wrote (its manifest, see
+/// manifest.rs), keeping its snapshots unless `purge_snapshots`. Refuses, before
+/// deleting anything, when the prefix also holds another cluster's objects, unless
+/// `shared_prefix`. Returns what Kubernetes left behind.
 pub async fn destroy(
     sdk: &SdkConfig,
     cfg: &Config,
     model: &Model,
     purge_snapshots: bool,
+    shared_prefix: bool,
 ) -> Result<Vec<String>> {
     let cfn = aws::cloudformation(sdk);
     let name = &cfg.cluster_name;
+    let s3 = aws::s3(sdk);
+    let own = manifest::read(sdk, model).await?;
+    let listed = aws::s3::list_keys(&s3, &model.s3_bucket, &model.s3_prefix).await?;
+    let pre = manifest::plan_deletion(&model.s3_prefix, own.as_ref(), &listed, purge_snapshots);
+    if !pre.other_clusters.is_empty() && !shared_prefix {
+        bail!(
+            "s3://{}/{}/ also holds another cluster's objects ({}); nothing was deleted\n  fix: destroy deletes only the keys this cluster wrote; pass --shared-prefix to go on, and give each cluster its own s3URI",
+            model.s3_bucket,
+            model.s3_prefix,
+            pre.other_clusters
+                .iter()
+                .map(|k| format!("s3://{}/{k}", model.s3_bucket))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    if own.is_none() && !listed.is_empty() {
+        eprintln!(
+            "note: s3://{}/{}/ has no {}: deleting by kube-aws's key layout instead",
+            model.s3_bucket,
+            model.s3_prefix,
+            manifest::FILE
+        );
+    }
     if let Some(root) = stack::describe_stack(&cfn, name).await? {
         let id = root.stack_id().unwrap_or(name).to_string();
         // The members' DNS records are theirs, not the stack's: the zone cannot be
@@ -384,23 +431,31 @@ pub async fn destroy(
     } else {
         println!("There is no stack {name}.");
     }
-    let keep = if purge_snapshots {
-        Vec::new()
-    } else {
-        vec![format!("{}/etcd-snapshots/", model.s3_prefix)]
-    };
-    let n =
-        aws::s3::delete_prefix(&aws::s3(sdk), &model.s3_bucket, &model.s3_prefix, &keep).await?;
+    // Listed again: the last etcd snapshot may have landed while the stack went.
+    let listed = aws::s3::list_keys(&s3, &model.s3_bucket, &model.s3_prefix).await?;
+    let d = manifest::plan_deletion(&model.s3_prefix, own.as_ref(), &listed, purge_snapshots);
+    let n = aws::s3::delete_keys(&s3, &model.s3_bucket, &d.delete).await?;
     println!(
-        "Deleted {n} objects under s3://{}/{}/{}",
+        "Deleted {n} objects of {name} under s3://{}/{}/{}",
         model.s3_bucket,
         model.s3_prefix,
-        if purge_snapshots {
-            ""
+        if d.snapshots_kept > 0 {
+            format!(
+                " ({} etcd snapshots kept; --purge-snapshots deletes them)",
+                d.snapshots_kept
+            )
         } else {
-            " (etcd snapshots kept; --purge-snapshots deletes them)"
+            String::new()
         }
     );
+    if !d.not_ours.is_empty() {
+        println!(
+            "Left {} objects under the prefix that {name} did not write (first: s3://{}/{})",
+            d.not_ours.len(),
+            model.s3_bucket,
+            d.not_ours[0]
+        );
+    }
     leftovers(sdk, name).await
 }
 

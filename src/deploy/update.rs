@@ -246,11 +246,13 @@ pub async fn annotate_with_change_sets(
             ));
             continue;
         }
+        let up = template_upload(model, &r.rel_key, asset.body.clone());
+        super::manifest::record(sdk, model, std::slice::from_ref(&up.key)).await?;
         aws::s3::sync(
             &aws::s3(sdk),
             &model.s3_bucket,
             &model.s3_prefix,
-            vec![template_upload(model, &r.rel_key, asset.body.clone())],
+            vec![up],
             |_| {},
         )
         .await?;

@@ -40,6 +40,10 @@ pub struct Model {
     pub catalog_namespace: Option<String>,
     /// Namespace of the AWS service broker, when it is on.
     pub broker_namespace: Option<String>,
+    /// The AMI pinned in the cluster directory's ami.yaml (config::ami), when there is
+    /// one. `derive` leaves it empty: the CLI reads the file and sets it, and
+    /// cluster.yaml's `amiId` still wins over it.
+    pub ami_pin: Option<String>,
 }
 
 impl Model {
@@ -114,6 +118,7 @@ impl Model {
             etcd_members,
             s3_bucket: bucket.to_string(),
             s3_prefix,
+            ami_pin: None,
         }
     }
 }

@@ -169,7 +169,23 @@ pub struct JoinConfiguration {
     pub node_registration: NodeRegistration,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub control_plane: Option<JoinControlPlane>,
+    pub timeouts: JoinTimeouts,
 }
+
+/// How long `kubeadm join` keeps trying discovery. Token discovery retries fetching the
+/// cluster-info ConfigMap until this timeout (kubernetes/kubernetes#60983: "kubeadm will
+/// try to join as many times as possible"; v1beta4 moved it to `timeouts.discovery`,
+/// default 5m, kubernetes/kubernetes#122529). Nodes are created together with the
+/// control plane, so a worker may boot minutes before the first API server answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JoinTimeouts {
+    pub discovery: String,
+}
+
+/// The discovery timeout: longer than etcd plus the first controller take to boot, and
+/// shorter than the 20-minute signal timeout of the node's group.
+pub const DISCOVERY_TIMEOUT: &str = "15m0s";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -358,6 +374,9 @@ pub fn join(k: &KubernetesNode, obs: &Observed, control_plane: bool) -> JoinConf
                 bind_port: API_BIND_PORT,
             },
         }),
+        timeouts: JoinTimeouts {
+            discovery: DISCOVERY_TIMEOUT.into(),
+        },
     }
 }
 

@@ -129,3 +129,62 @@ pub async fn encrypt_secrets<E: Encryptor>(
     }
     Ok(report)
 }
+
+/// What must never leave this machine in the clear, by secret file name: each secret's
+/// bytes, the parts of it that are secrets on their own (the encryption-config `secret:`
+/// values, a token's secret half, a PEM key's first base64 line), and the base64 of
+/// each at all three byte alignments (and the base64 of that base64), so that a secret
+/// inside a larger base64 text (a kubeconfig's `client-key-data`, base64 user data, a
+/// kubeconfig inside user data) is found too. Needles shorter
+/// than 12 bytes are dropped: they would match by chance.
+pub fn secret_needles(dir: &Path) -> std::io::Result<Vec<(String, Vec<u8>)>> {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut out = Vec::new();
+    for name in secret_files(dir)? {
+        let bytes = std::fs::read(dir.join(&name))?;
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let mut parts: Vec<Vec<u8>> = vec![text.trim().as_bytes().to_vec()];
+        for line in text.lines() {
+            let l = line.trim();
+            if let Some(v) = l.strip_prefix("secret:") {
+                parts.push(v.trim().trim_matches('"').as_bytes().to_vec());
+            }
+        }
+        if let Some((_, secret)) = text.trim().split_once('.')
+            && !text.trim().contains('\n')
+        {
+            parts.push(secret.as_bytes().to_vec());
+        }
+        if name.ends_with(".pem")
+            && let Some(first) = text
+                .lines()
+                .find(|l| !l.starts_with("-----") && l.len() >= 40)
+        {
+            parts.push(first.as_bytes().to_vec());
+        }
+        // Base64 at every alignment, and base64 of that once more (a kubeconfig whose
+        // client-key-data holds the key, itself inside base64 user data).
+        let aligned = |p: &[u8]| -> Vec<Vec<u8>> {
+            (0..3.min(p.len()))
+                .map(|o| {
+                    let tail = &p[o..];
+                    b64.encode(&tail[..tail.len() - tail.len() % 3])
+                        .into_bytes()
+                })
+                .collect()
+        };
+        for p in parts {
+            let once = aligned(&p);
+            if let Some(first) = once.first() {
+                out.extend(aligned(first).into_iter().map(|n| (name.clone(), n)));
+            }
+            out.extend(once.into_iter().map(|n| (name.clone(), n)));
+            out.push((name.clone(), p));
+        }
+    }
+    out.retain(|(_, n)| n.len() >= 12);
+    out.sort();
+    out.dedup();
+    Ok(out)
+}

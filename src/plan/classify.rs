@@ -229,10 +229,32 @@ fn launch_template_reasons(
         let pa = old_t.get("Parameters").and_then(|x| x.get(&p));
         let pb = new_t.get("Parameters").and_then(|x| x.get(&p));
         if pb.is_some() && pa != pb {
-            out.push(format!("launch template parameter {p}"));
+            if p == "AmiId" {
+                out.push(format!("AMI: {} → {}", ami_of(pa), ami_of(pb)));
+            } else {
+                out.push(format!("launch template parameter {p}"));
+            }
         }
     }
     out
+}
+
+/// How a template's AmiId parameter names its image: the pinned id, or the SSM parameter
+/// CloudFormation resolves on each update (config::ami).
+fn ami_of(p: Option<&Value>) -> String {
+    let default = p
+        .and_then(|p| p.get("Default"))
+        .and_then(Value::as_str)
+        .unwrap_or("none");
+    let ssm = p
+        .and_then(|p| p.get("Type"))
+        .and_then(Value::as_str)
+        .is_some_and(|t| t.starts_with("AWS::SSM"));
+    if ssm {
+        format!("SSM parameter {default} (not pinned)")
+    } else {
+        default.to_string()
+    }
 }
 
 fn launch_template_of(r: &Value) -> Option<String> {
@@ -524,7 +546,15 @@ mod tests {
         assert!(roll("node-pool/a", None, &o, &n, &changes(&o, &n), &[]).is_none());
         let n = pool("m5.large", "1", "ami-2");
         let r = roll("node-pool/a", None, &o, &n, &changes(&o, &n), &[]).unwrap();
-        assert_eq!(r.reasons, vec!["launch template parameter AmiId"]);
+        assert_eq!(r.reasons, vec!["AMI: ami-1 → ami-2"]);
+        // Pinning an unpinned pool names both forms.
+        let mut o = o;
+        o["Parameters"]["AmiId"] = json!({"Type": "AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>", "Default": "/aws/service/x"});
+        let r = roll("node-pool/a", None, &o, &n, &changes(&o, &n), &[]).unwrap();
+        assert_eq!(
+            r.reasons,
+            vec!["AMI: SSM parameter /aws/service/x (not pinned) → ami-2"]
+        );
     }
 
     #[test]

@@ -179,6 +179,23 @@ impl Plan {
             .filter_map(|r| r.pool.as_deref())
             .collect()
     }
+
+    /// The first of two waves `update` applies when the plan changes both the cluster's
+    /// core (network, etcd, control plane) and node pools: the core alone. The root no
+    /// longer orders pools after the control plane (they are created at once), yet the
+    /// version skew policy allows no kubelet newer than the kube-apiserver
+    /// (https://kubernetes.io/releases/version-skew-policy/#kubelet), and kubeadm's
+    /// upgrade guide upgrades the control plane before the nodes.
+    pub fn core_wave(&self) -> Option<Vec<String>> {
+        let names = self.changed_stack_names();
+        let core: Vec<String> = names
+            .iter()
+            .filter(|n| matches!(**n, "network" | "etcd" | "control-plane"))
+            .map(|n| n.to_string())
+            .collect();
+        let pools = names.iter().any(|n| n.starts_with("node-pool/"));
+        (!core.is_empty() && pools).then_some(core)
+    }
 }
 
 /// A nested stack of the root: its logical id, name and template key.
@@ -712,7 +729,25 @@ pub fn plan(i: &Inputs) -> Plan {
         }
     }
     let rolling: Vec<&str> = rolls.iter().map(|r| r.stack.as_str()).collect();
-    let roll_order = classify::waves(&root_sent, &new_refs, &rolling);
+    // `update` applies the core before the pools (Plan::core_wave), whatever the root's
+    // DependsOn allows: the order shown is the order applied.
+    let by_root = classify::waves(&root_sent, &new_refs, &rolling);
+    let is_pool = |n: &String| n.starts_with("node-pool/");
+    let roll_order: Vec<Vec<String>> = by_root
+        .iter()
+        .map(|w| {
+            w.iter()
+                .filter(|n| !is_pool(n))
+                .cloned()
+                .collect::<Vec<_>>()
+        })
+        .chain(
+            by_root
+                .iter()
+                .map(|w| w.iter().filter(|n| is_pool(n)).cloned().collect()),
+        )
+        .filter(|w: &Vec<String>| !w.is_empty())
+        .collect();
     for s in stacks.iter().filter(|s| s.name.starts_with("node-pool/")) {
         if let Some(t) = new_templates.get(&s.name)
             && t.pointer("/Parameters/AmiId/Type")
@@ -720,7 +755,7 @@ pub fn plan(i: &Inputs) -> Plan {
                 .is_some_and(|x| x.starts_with("AWS::SSM"))
         {
             warnings.push(format!(
-                    "{}: the AMI comes from an SSM parameter, which CloudFormation resolves again on update; a newer image there rolls the pool too (pin amiId to avoid it)",
+                    "{}: the AMI is not pinned: CloudFormation resolves its SSM parameter again on update, and a newer image there rolls the pool too (fix: `kube-aws diff --refresh-ami`, then `kube-aws update --refresh-ami` pins it in ami.yaml)",
                     s.name
                 ));
         }
@@ -990,5 +1025,40 @@ mod tests {
         });
         assert_eq!(changes.len(), 1);
         assert!(changes[0].diff.contains("not found in S3"));
+    }
+
+    #[test]
+    fn the_core_rolls_in_a_wave_before_the_pools() {
+        let stack = |name: &str| StackPlan {
+            name: name.into(),
+            logical_id: String::new(),
+            action: Action::Modify,
+            resources: vec![],
+            sections: vec![],
+            diff: String::new(),
+        };
+        let plan = |names: &[&str]| Plan {
+            cluster: "c".into(),
+            changed: true,
+            stacks: names.iter().map(|n| stack(n)).collect(),
+            unchanged: vec![],
+            userdata: vec![],
+            addons: vec![],
+            rolls: vec![],
+            roll_order: vec![],
+            tags: None,
+            parameters: BTreeMap::new(),
+            targets: None,
+            warnings: vec![],
+        };
+        assert_eq!(
+            plan(&["root", "etcd", "control-plane", "node-pool/a"]).core_wave(),
+            Some(vec!["etcd".to_string(), "control-plane".to_string()])
+        );
+        assert_eq!(
+            plan(&["root", "node-pool/a", "node-pool/b"]).core_wave(),
+            None
+        );
+        assert_eq!(plan(&["root", "control-plane", "addons"]).core_wave(), None);
     }
 }

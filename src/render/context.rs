@@ -691,7 +691,7 @@ pub fn build(c: &Config, m: &Model) -> Ctx {
             etcd_host_kubelet_minor: ETCD_HOST_KUBELET_MINOR.to_string(),
         },
         ami: AmiCtx {
-            id: c.ami_id.clone(),
+            id: c.ami_id.clone().or_else(|| m.ami_pin.clone()),
             ssm_parameter: UBUNTU_AMI_PARAMETER.to_string(),
         },
         addons: addons_ctx(c),

@@ -201,6 +201,26 @@ pub const WORKER_PUBLIC: &[(&str, &str)] = &[("ca.pem", "ca.crt")];
 pub const WORKER_SECRETS: &[(&str, &str)] =
     &[("kubelet-bootstrap-token", "/etc/kubernetes/bootstrap-token")];
 
+/// What the SSM agent needs for Run Command (`kube-aws etcd restore`) and Session
+/// Manager: AmazonSSMManagedInstanceCore's ssm:UpdateInstanceInformation, ec2messages:*
+/// and ssmmessages:* actions (AWS Managed Policy Reference, AmazonSSMManagedInstanceCore
+/// v2; the Session Manager set is AWSCloud9SSMInstanceProfile's), without its
+/// ssm:GetParameter and ssm:GetParameters on every parameter, nor the State Manager,
+/// inventory and patching actions kube-aws does not use.
+pub const SSM_AGENT_ACTIONS: &[&str] = &[
+    "ssm:UpdateInstanceInformation",
+    "ec2messages:AcknowledgeMessage",
+    "ec2messages:DeleteMessage",
+    "ec2messages:FailMessage",
+    "ec2messages:GetEndpoint",
+    "ec2messages:GetMessages",
+    "ec2messages:SendReply",
+    "ssmmessages:CreateControlChannel",
+    "ssmmessages:CreateDataChannel",
+    "ssmmessages:OpenControlChannel",
+    "ssmmessages:OpenDataChannel",
+];
+
 /// S3 key, relative to the cluster prefix, of a secret's ciphertext.
 pub fn secret_key(file: &str, fingerprint: &str) -> String {
     format!(
@@ -625,6 +645,30 @@ pub fn render(
                 "worker": names(WORKER_SECRETS),
             }),
         );
+        // The objects each role may read (s3:GetObject), relative to the cluster prefix:
+        // its own cloud-config and node config, the node agent, and the ciphertexts of
+        // its own secrets; `{pool}` is the pool's name. Snapshots are the etcd role's
+        // alone, the add-ons bundle the controllers'.
+        let reads = |role: &str, secrets: &[String], extra: &[&str]| {
+            let mut v = vec![
+                format!("userdata/{role}-*"),
+                format!("nodeconfig/{role}-*"),
+                "bin/*".to_string(),
+            ];
+            v.extend(secrets.iter().map(|f| format!("credentials/{f}-*")));
+            v.extend(extra.iter().map(|x| x.to_string()));
+            v
+        };
+        let snapshots = format!("{}/*", crate::node::etcd::SNAPSHOT_PREFIX);
+        c.insert(
+            "role_reads",
+            &serde_json::json!({
+                "etcd": reads("etcd", &names(ETCD_SECRETS), &[snapshots.as_str()]),
+                "controller": reads("controller", &controller_kms, &["addons/*"]),
+                "worker": reads("worker-{pool}", &names(WORKER_SECRETS), &[]),
+            }),
+        );
+        c.insert("ssm_agent_actions", SSM_AGENT_ACTIONS);
         c.insert("files", files);
         Ok(c)
     };

@@ -287,6 +287,33 @@ impl Agent {
         let etcd = self.etcd_cluster()?;
         let me = &self.me.instance_id;
         let register = format!("{}{me}", plan::CONTROLLERS_PREFIX);
+        // The members are created together with the controllers: wait for one that
+        // answers healthy (it has a leader, so the cluster has a quorum).
+        let mut said: Option<Instant> = None;
+        loop {
+            let mut up = false;
+            for ep in &etcd.endpoints {
+                if node_etcd::healthy(&etcd.http, ep).await {
+                    up = true;
+                    break;
+                }
+            }
+            if up {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "no etcd member of {} answered healthy within {}s",
+                    etcd.endpoints.join(", "),
+                    self.cfg.ready_timeout_seconds
+                );
+            }
+            if said.is_none_or(|t| t.elapsed() >= Duration::from_secs(30)) {
+                say(Phase::Kubeadm, "waiting for an etcd quorum");
+                said = Some(Instant::now());
+            }
+            tokio::time::sleep(Duration::from_secs(3)).await;
+        }
         loop {
             let (created, value) = etcd.lock(key, me).await?;
             let (owner_alive, serving) = self.lock_seen(&etcd, value.as_deref()).await?;
