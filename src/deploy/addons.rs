@@ -16,7 +16,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// The field manager of every object kube-aws applies (the controllers use it too).
-pub const FIELD_MANAGER: &str = "kube-aws";
+pub use crate::model::ids::FIELD_MANAGER;
 
 #[derive(Debug, Clone)]
 pub struct ApplyOptions {

@@ -11,6 +11,7 @@
 
 use crate::aws;
 use crate::model::Model;
+use crate::model::ids;
 use crate::node::etcd as member;
 use anyhow::{Result, anyhow, bail};
 use aws_config::SdkConfig;
@@ -32,14 +33,14 @@ pub async fn members(sdk: &SdkConfig, cluster: &str) -> Result<Vec<(String, Stri
         .describe_instances()
         .filters(
             Filter::builder()
-                .name("tag:kube-aws:cluster")
+                .name(format!("tag:{}", ids::tag::CLUSTER))
                 .values(cluster)
                 .build(),
         )
         .filters(
             Filter::builder()
                 .name("tag-key")
-                .values("kube-aws:etcd-member")
+                .values(ids::tag::ETCD_MEMBER)
                 .build(),
         )
         .filters(
@@ -59,7 +60,7 @@ pub async fn members(sdk: &SdkConfig, cluster: &str) -> Result<Vec<(String, Stri
             let name = i
                 .tags()
                 .iter()
-                .find(|t| t.key() == Some("kube-aws:etcd-member"))?
+                .find(|t| t.key() == Some(ids::tag::ETCD_MEMBER))?
                 .value()?
                 .to_string();
             Some((name, i.instance_id()?.to_string()))

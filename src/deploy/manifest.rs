@@ -15,7 +15,7 @@ use aws_config::SdkConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
-pub const FILE: &str = "kube-aws-manifest.json";
+pub use crate::model::ids::MANIFEST_FILE as FILE;
 
 /// First path segments a cluster rendered before the manifest existed wrote under
 /// (render::secret_key, the Renderer's asset keys, NodeBinary::rel_key): what `destroy`

@@ -464,7 +464,7 @@ async fn etcd_zone(cfn: &aws_sdk_cloudformation::Client, root: &str) -> Result<O
     let Ok(r) = cfn
         .describe_stack_resource()
         .stack_name(root)
-        .logical_resource_id("Etcd")
+        .logical_resource_id(crate::model::stack_id::StackId::Etcd.logical_id())
         .send()
         .await
     else {

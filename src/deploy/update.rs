@@ -159,7 +159,10 @@ pub fn root_tags(d: &Desired) -> Vec<Tag> {
 /// The root parameters and tags `up` and `update` send.
 pub fn desired(sdk: &SdkConfig, cfg: &Config, model: &Model) -> Desired {
     let mut tags: BTreeMap<String, String> = cfg.stack_tags.clone().into_iter().collect();
-    tags.insert("kube-aws:cluster".into(), cfg.cluster_name.clone());
+    tags.insert(
+        crate::model::ids::tag::CLUSTER.into(),
+        cfg.cluster_name.clone(),
+    );
     Desired {
         parameters: [("AssetsBaseUrl".to_string(), assets_base_url(sdk, model))].into(),
         tags,

@@ -1,6 +1,9 @@
 //! The derived model: everything computed from `Config` that later stages share
 //! (names, SANs, etcd members, S3 locations). Pure: no I/O.
 
+pub mod ids;
+pub mod stack_id;
+
 use crate::config::Config;
 use std::net::Ipv4Addr;
 

@@ -33,7 +33,7 @@ pub const DATA_DIR: &str = "/var/lib/etcd/data";
 /// The snapshot a restore reads, inside the container (host: VOLUME_DIR/restore.db).
 pub const RESTORE_FILE: &str = "/var/lib/etcd/restore.db";
 /// Under the cluster's S3 prefix: `<prefix>/etcd-snapshots/<UTC timestamp>.db`.
-pub const SNAPSHOT_PREFIX: &str = "etcd-snapshots";
+pub use crate::model::ids::SNAPSHOT_PREFIX;
 
 /// One entry of `member list` (the v3 API's Member).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

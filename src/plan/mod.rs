@@ -10,6 +10,7 @@
 pub mod classify;
 pub mod targets;
 
+use crate::model::stack_id::StackId;
 use crate::render::{AssetSet, Kind};
 use base64::Engine;
 use regex::Regex;
@@ -188,12 +189,13 @@ impl Plan {
     /// upgrade guide upgrades the control plane before the nodes.
     pub fn core_wave(&self) -> Option<Vec<String>> {
         let names = self.changed_stack_names();
-        let core: Vec<String> = names
+        let ids: Vec<StackId> = names.iter().filter_map(|n| StackId::from_name(n)).collect();
+        let core: Vec<String> = ids
             .iter()
-            .filter(|n| matches!(**n, "network" | "etcd" | "control-plane"))
-            .map(|n| n.to_string())
+            .filter(|i| i.is_core())
+            .map(StackId::name)
             .collect();
-        let pools = names.iter().any(|n| n.starts_with("node-pool/"));
+        let pools = ids.iter().any(|i| i.pool().is_some());
         (!core.is_empty() && pools).then_some(core)
     }
 }
@@ -228,30 +230,26 @@ pub const NODE_CONFIG: &str = "/node-config";
 /// `stacks/node-pool-general-0123456789abcdef.json` → `node-pool/general`.
 pub fn stack_name_of_key(rel_key: &str) -> Option<String> {
     let stem = HASHED.captures(rel_key)?.get(1)?.as_str();
-    Some(match stem.strip_prefix("node-pool-") {
-        Some(pool) => format!("node-pool/{pool}"),
+    Some(match StackId::from_key_stem(stem) {
+        Some(id) => id.name(),
         None => stem.to_string(),
     })
 }
 
 /// The stack whose instances run a cloud-config role: `worker-<pool>` → `node-pool/<pool>`,
-/// `controller` → `control-plane`, `etcd` → `etcd`.
+/// `controller` → `control-plane`, `etcd` → `etcd` (StackId::from_role).
 pub fn stack_of_role(role: &str) -> String {
     let role = role.strip_suffix(NODE_CONFIG).unwrap_or(role);
-    match role.strip_prefix("worker-") {
-        Some(p) => format!("node-pool/{p}"),
-        None if role == "controller" => "control-plane".into(),
-        None => role.to_string(),
-    }
+    StackId::from_role(role)
+        .map(|id| id.name())
+        .unwrap_or_else(|| role.to_string())
 }
 
-/// The inverse of `stack_of_role`.
+/// The inverse of `stack_of_role` (StackId::role).
 pub fn role_of_stack(stack: &str) -> String {
-    match stack.strip_prefix("node-pool/") {
-        Some(p) => format!("worker-{p}"),
-        None if stack == "control-plane" => "controller".into(),
-        None => stack.to_string(),
-    }
+    StackId::from_name(stack)
+        .and_then(|id| id.role())
+        .unwrap_or_else(|| stack.to_string())
 }
 
 /// The nested stacks a root template points at, by their TemplateURL
@@ -699,7 +697,7 @@ pub fn plan(i: &Inputs) -> Plan {
     let mut rolls = Vec::new();
     let mut warnings = Vec::new();
     for s in stacks.iter().filter(|s| s.name != "root") {
-        let pool = s.name.strip_prefix("node-pool/").map(str::to_string);
+        let pool = StackId::from_name(&s.name).and_then(|i| i.pool().map(str::to_string));
         match s.action {
             Action::Remove => {
                 warnings.push(format!(
@@ -732,7 +730,7 @@ pub fn plan(i: &Inputs) -> Plan {
     // `update` applies the core before the pools (Plan::core_wave), whatever the root's
     // DependsOn allows: the order shown is the order applied.
     let by_root = classify::waves(&root_sent, &new_refs, &rolling);
-    let is_pool = |n: &String| n.starts_with("node-pool/");
+    let is_pool = |n: &String| StackId::from_name(n).is_some_and(|i| i.pool().is_some());
     let roll_order: Vec<Vec<String>> = by_root
         .iter()
         .map(|w| {

@@ -21,18 +21,7 @@ pub const ETCD_HOST_KUBELET_MINOR: &str = "1.34";
 pub const UBUNTU_AMI_PARAMETER: &str =
     "/aws/service/canonical/ubuntu/server/24.04/stable/current/amd64/hvm/ebs-gp3/ami-id";
 
-/// `private-a` → `PrivateA`: a CloudFormation logical-id fragment.
-pub fn logical(name: &str) -> String {
-    name.split(|c: char| !c.is_ascii_alphanumeric())
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let mut cs = p.chars();
-            cs.next()
-                .map(|f| f.to_ascii_uppercase().to_string() + cs.as_str())
-                .unwrap_or_default()
-        })
-        .collect()
-}
+pub use crate::model::stack_id::logical;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Ctx {

@@ -12,6 +12,7 @@ pub mod templates;
 
 use crate::config::Config;
 use crate::model::Model;
+use crate::model::stack_id::StackId;
 use base64::Engine;
 use context::{Ctx, UserdataRef};
 use regex::Regex;
@@ -27,7 +28,7 @@ pub const MAX_RESOURCES: usize = 500;
 /// EC2's limit for user data (before base64).
 pub const MAX_USER_DATA_BYTES: usize = 16_384;
 /// Hex digits of the content hash in S3 keys (64 bits).
-const HASH_LEN: usize = 16;
+use crate::model::ids::HASH_LEN;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -541,11 +542,11 @@ impl Renderer<'_> {
     /// Renders a stack template to compact JSON and checks CloudFormation's limits.
     fn stack(
         &mut self,
-        name: &str,
-        file_stem: &str,
+        id: &StackId,
         path: &str,
         ctx: &tera::Context,
     ) -> Result<String, RenderError> {
+        let (name, file_stem) = (id.name(), id.key_stem());
         let text = self.render(path, ctx)?;
         let yaml = Self::parse_yaml(path, &text)?;
         let json = yaml_to_json(yaml).map_err(|m| RenderError::Template {
@@ -572,7 +573,7 @@ impl Renderer<'_> {
         }
         let sha = sha256_hex(&body);
         Ok(self.add(
-            &format!("stack/{name}"),
+            &id.asset_name(),
             format!("stacks/{file_stem}-{}.json", &sha[..HASH_LEN]),
             body,
             Kind::Template,
@@ -669,6 +670,7 @@ pub fn render(
             }),
         );
         c.insert("ssm_agent_actions", SSM_AGENT_ACTIONS);
+        c.insert("ids", &crate::model::ids::exported());
         c.insert("files", files);
         Ok(c)
     };
@@ -747,28 +749,21 @@ pub fn render(
         public: Vec::new(),
         secrets: Vec::new(),
     };
-    for (name, path) in [
-        ("network", "stack-templates/network.yaml"),
-        ("etcd", "stack-templates/etcd.yaml"),
-        ("control-plane", "stack-templates/control-plane.yaml"),
+    for (id, path) in [
+        (StackId::Network, "stack-templates/network.yaml"),
+        (StackId::Etcd, "stack-templates/etcd.yaml"),
+        (StackId::ControlPlane, "stack-templates/control-plane.yaml"),
     ] {
-        let key = r.stack(name, name, path, &base(&slim(&ctx), &empty)?)?;
-        ctx.assets.stacks.insert(name.into(), key);
+        let key = r.stack(&id, path, &base(&slim(&ctx), &empty)?)?;
+        ctx.assets.stacks.insert(id.key_stem(), key);
     }
     let pool_base = base(&slim(&ctx), &empty)?;
     for i in 0..ctx.pools.len() {
         let mut c = pool_base.clone();
         c.insert("pool", &ctx.pools[i]);
-        let name = ctx.pools[i].name.clone();
-        let key = r.stack(
-            &format!("node-pool/{name}"),
-            &format!("node-pool-{name}"),
-            "stack-templates/node-pool.yaml",
-            &c,
-        )?;
-        ctx.assets
-            .stacks
-            .insert(format!("node-pool-{name}"), key.clone());
+        let id = StackId::NodePool(ctx.pools[i].name.clone());
+        let key = r.stack(&id, "stack-templates/node-pool.yaml", &c)?;
+        ctx.assets.stacks.insert(id.key_stem(), key.clone());
         ctx.pools[i].template = key;
     }
     if let Some(bundle) = &bundle {
@@ -782,16 +777,14 @@ pub fn render(
         );
         ctx.addons.bundle = format!("{prefix}/{rel} {sha}");
         let key = r.stack(
-            "addons",
-            "addons",
+            &StackId::AddOns,
             "stack-templates/addons.yaml",
             &base(&slim(&ctx), &empty)?,
         )?;
-        ctx.assets.stacks.insert("addons".into(), key);
+        ctx.assets.stacks.insert(StackId::AddOns.key_stem(), key);
     }
     r.stack(
-        "root",
-        "root",
+        &StackId::Root,
         "stack-templates/root.yaml",
         &base(&ctx, &empty)?,
     )?;

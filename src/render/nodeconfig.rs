@@ -100,7 +100,7 @@ pub(crate) fn build(
             .unwrap_or_default(),
         drain: pool.map(|p| Drain {
             timeout_seconds: p.drain_timeout as u64,
-            lifecycle_hook: "kube-aws-drain".into(),
+            lifecycle_hook: crate::model::ids::LIFECYCLE_HOOK.into(),
         }),
         cluster_addons: (role == Role::Controller).then(|| ClusterAddons {
             cni: cni(cfg),

@@ -9,6 +9,7 @@
 
 use super::etcd as node_etcd;
 use super::imds::Imds;
+use crate::model::ids;
 use crate::node::config::{NodeConfig, Role};
 use crate::node::etcd;
 use crate::node::kubeadm::Observed;
@@ -71,10 +72,12 @@ impl Agent {
         // cloud-controller-manager looks the instance up by (cloud-provider-aws
         // docs/prerequisites.md). etcd members are named by their instance tag.
         let node_name = match cfg.role {
-            Role::Etcd => tags
-                .get("kube-aws:etcd-member")
-                .cloned()
-                .ok_or_else(|| anyhow!("instance {instance_id} has no kube-aws:etcd-member tag"))?,
+            Role::Etcd => tags.get(ids::tag::ETCD_MEMBER).cloned().ok_or_else(|| {
+                anyhow!(
+                    "instance {instance_id} has no {} tag",
+                    ids::tag::ETCD_MEMBER
+                )
+            })?,
             _ => imds.require("meta-data/local-hostname").await?,
         };
         let vpc_cni = cfg.kubernetes.as_ref().is_some_and(|k| k.vpc_cni.is_some());
@@ -556,8 +559,8 @@ impl Agent {
     /// Attaches the member's own volume (waiting while the instance this one replaces
     /// still holds it) and points the member's DNS name at this instance.
     async fn claim_identity(&self) -> Result<()> {
-        let volume = self.tag("kube-aws:etcd-volume")?.to_string();
-        let zone_id = self.tag("kube-aws:etcd-zone-id")?.to_string();
+        let volume = self.tag(ids::tag::ETCD_VOLUME)?.to_string();
+        let zone_id = self.tag(ids::tag::ETCD_ZONE_ID)?.to_string();
         let deadline = self.deadline();
         loop {
             let (state, owner) = crate::aws::node::volume_attachment(&self.sdk, &volume).await?;
@@ -603,7 +606,7 @@ impl Agent {
     /// formats it once, mounts it, checks that it is mounted, and only then creates the
     /// directory the etcd pod needs (see `node::etcd::VOLUME_DIR`).
     async fn data_volume(&self, mount: &str, label: &str) -> Result<()> {
-        let volume = self.tag("kube-aws:etcd-volume")?.to_string();
+        let volume = self.tag(ids::tag::ETCD_VOLUME)?.to_string();
         let candidates = etcd::volume_devices(&volume, etcd::ATTACH_AS);
         let deadline = self.deadline();
         let dev = loop {
@@ -816,8 +819,8 @@ impl Agent {
                 .ok_or_else(|| anyhow!("instance {} has no {k} tag", self.me.instance_id))
         };
         let (stack, resource) = (
-            tag("kube-aws:signal-stack")?,
-            tag("kube-aws:signal-resource")?,
+            tag(ids::tag::SIGNAL_STACK)?,
+            tag(ids::tag::SIGNAL_RESOURCE)?,
         );
         crate::aws::node::signal(&self.sdk, stack, resource, &self.me.instance_id, success).await
     }
