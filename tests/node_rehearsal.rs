@@ -476,6 +476,9 @@ fn agent(bed: &Bed, n: &Node, args: &[&str], fail: Option<&str>) -> Command {
             "--resolve",
             &format!("etcd-0.{ZONE}=127.0.0.1:{}", bed.etcd_port),
         ])
+        // The API endpoint's name, which the agent waits to resolve before kubeadm
+        // (the stand-in kubeadm never connects to it).
+        .args(["--resolve", "k8s.demo.example.com=127.0.0.1:6443"])
         .env_clear()
         .env("PATH", format!("{}:/usr/bin:/bin", bed.bins.display()))
         .env("AWS_ENDPOINT_URL", bed.moto.endpoint())

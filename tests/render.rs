@@ -1334,5 +1334,16 @@ fn node_roles_read_and_decrypt_only_their_own_secrets() {
         );
     }
     assert_eq!(can("etcd snapshot", "etcd"), (true, false));
+    // A pool whose name extends this one's is another pool.
+    let worker_st = statements(&roles[2].1, roles[2].2);
+    let other = format!("{p}/userdata/worker-{pool}-gpu-0123456789abcdef.yaml");
+    assert_ne!(
+        evaluate(
+            &worker_st,
+            &Request::new("s3:GetObject", &bucket_arn(&other))
+        ),
+        Decision::Allow,
+        "{other}"
+    );
     assert_eq!(can("kubelet-bootstrap-token", "worker"), (true, true));
 }

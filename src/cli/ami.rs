@@ -59,7 +59,12 @@ pub async fn to_pin(
         }
         return Ok(None);
     }
-    let current = read_pin(dir, cfg)?;
+    // A refresh replaces whatever is pinned, a pin of another region included.
+    let current = match read_pin(dir, cfg) {
+        Ok(c) => c,
+        Err(_) if refresh => None,
+        Err(e) => return Err(e),
+    };
     if current.is_some() && !refresh {
         return Ok(None);
     }

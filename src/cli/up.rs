@@ -66,7 +66,14 @@ pub fn run(cli: &Cli, a: &UpArgs) -> Result {
         let sdk = crate::aws::sdk_config(&cfg.region, None).await;
         // The image is resolved once, when the cluster is created; a running cluster
         // keeps what it has until `update --refresh-ami` (config::ami says why).
-        if (a.refresh_ami || !deploy::exists(&sdk, &cfg.cluster_name).await?)
+        let exists = deploy::exists(&sdk, &cfg.cluster_name).await?;
+        if exists && a.refresh_ami {
+            anyhow::bail!(
+                "stack {} exists: `up` creates clusters and never changes a running one\n  fix: `kube-aws diff --refresh-ami`, then `kube-aws update --refresh-ami`",
+                cfg.cluster_name
+            );
+        }
+        if !exists
             && let Some(pin) = super::ami::to_pin(&sdk, &cfg, &cli.dir, a.refresh_ami).await?
         {
             super::ami::write(&cli.dir, &pin)?;

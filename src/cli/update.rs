@@ -36,7 +36,9 @@ pub struct UpdateArgs {
     pub skip: Vec<String>,
     /// Pin the newest Ubuntu image in ami.yaml (written once the plan is confirmed) and
     /// roll every node onto it. Without it the pinned image stays, whatever is newer.
-    #[arg(long, conflicts_with = "continue_rollback")]
+    /// (Not with --targets: the pin is the whole cluster's, and the stacks left out
+    /// would roll at the next update.)
+    #[arg(long, conflicts_with_all = ["continue_rollback", "targets"])]
     pub refresh_ami: bool,
 }
 
@@ -71,7 +73,25 @@ pub fn run(cli: &Cli, a: &UpdateArgs) -> Result {
             super::ami::write(&cli.dir, pin)?;
         }
         let mut fetched = p.fetched;
-        if let Some(core) = p.plan.core_wave() {
+        let network = crate::model::stack_id::StackId::Network;
+        let removed = match (
+            fetched.deployed.nested.get(&network.logical_id()),
+            p.assets
+                .assets
+                .values()
+                .find(|a| a.name == network.asset_name())
+                .and_then(|a| serde_json::from_slice(&a.body).ok()),
+        ) {
+            (Some(old), Some(new)) => crate::plan::removed_outputs(old, &new),
+            _ => Vec::new(),
+        };
+        if !removed.is_empty() && p.plan.core_wave().is_some() {
+            println!(
+                "One update, not two waves: the network drops {} that deployed pools still read",
+                removed.join(", ")
+            );
+        }
+        if let Some(core) = p.plan.core_wave_unless(&removed) {
             println!(
                 "Wave 1 of 2: {} (the control plane rolls before the node pools)",
                 core.join(", ")

@@ -128,18 +128,35 @@ pub async fn read(sdk: &SdkConfig, model: &Model) -> Result<Option<Manifest>> {
 /// Adds `full_keys` (under the cluster's prefix) to the manifest, writing it only when
 /// it grows.
 pub async fn record(sdk: &SdkConfig, model: &Model, full_keys: &[String]) -> Result<()> {
-    let mut m = read(sdk, model).await?.unwrap_or_else(|| Manifest {
-        cluster: model.cluster_name.clone(),
-        keys: BTreeSet::new(),
-    });
-    let before = m.keys.len();
     let p = format!("{}/", model.s3_prefix);
+    let existing = read(sdk, model).await?;
+    let fresh = existing.is_none();
+    let mut m = match existing {
+        Some(m) => m,
+        None => {
+            // The first manifest of a cluster made before manifests existed takes over
+            // the objects its earlier releases wrote (by kube-aws's key layout), so
+            // destroy still deletes old templates and ciphertexts.
+            let listed =
+                aws::s3::list_keys(&aws::s3(sdk), &model.s3_bucket, &model.s3_prefix).await?;
+            let legacy = plan_deletion(&model.s3_prefix, None, &listed, false);
+            Manifest {
+                cluster: model.cluster_name.clone(),
+                keys: legacy
+                    .delete
+                    .iter()
+                    .filter_map(|k| k.strip_prefix(&p).map(str::to_string))
+                    .collect(),
+            }
+        }
+    };
+    let before = m.keys.len();
     m.keys.extend(
         full_keys
             .iter()
             .filter_map(|k| k.strip_prefix(&p).map(str::to_string)),
     );
-    if m.keys.len() == before && before > 0 {
+    if m.keys.len() == before && !fresh {
         return Ok(());
     }
     let body = serde_json::to_vec_pretty(&m)?;

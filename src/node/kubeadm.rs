@@ -184,7 +184,7 @@ pub struct JoinTimeouts {
 }
 
 /// The discovery timeout: longer than etcd plus the first controller take to boot, and
-/// shorter than the 20-minute signal timeout of the node's group.
+/// shorter than the 30-minute signal timeout of the node's group.
 pub const DISCOVERY_TIMEOUT: &str = "15m0s";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

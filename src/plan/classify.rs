@@ -251,7 +251,9 @@ fn ami_of(p: Option<&Value>) -> String {
         .and_then(Value::as_str)
         .is_some_and(|t| t.starts_with("AWS::SSM"));
     if ssm {
-        format!("SSM parameter {default} (not pinned)")
+        format!(
+            "SSM parameter {default} (not pinned; rolls only if CloudFormation last resolved another image)"
+        )
     } else {
         default.to_string()
     }
@@ -553,7 +555,9 @@ mod tests {
         let r = roll("node-pool/a", None, &o, &n, &changes(&o, &n), &[]).unwrap();
         assert_eq!(
             r.reasons,
-            vec!["AMI: SSM parameter /aws/service/x (not pinned) → ami-2"]
+            vec![
+                "AMI: SSM parameter /aws/service/x (not pinned; rolls only if CloudFormation last resolved another image) → ami-2"
+            ]
         );
     }
 

@@ -188,6 +188,17 @@ impl Plan {
     /// (https://kubernetes.io/releases/version-skew-policy/#kubelet), and kubeadm's
     /// upgrade guide upgrades the control plane before the nodes.
     pub fn core_wave(&self) -> Option<Vec<String>> {
+        self.core_wave_unless(&[])
+    }
+
+    /// `core_wave`, unless the network would drop an output (`removed_network_outputs`):
+    /// pools kept as deployed in the first wave still read it, so that change goes in
+    /// one update, where CloudFormation deletes the old resources only after every
+    /// stack moved.
+    pub fn core_wave_unless(&self, removed_network_outputs: &[String]) -> Option<Vec<String>> {
+        if !removed_network_outputs.is_empty() && self.changed_stack_names().contains(&"network") {
+            return None;
+        }
         let names = self.changed_stack_names();
         let ids: Vec<StackId> = names.iter().filter_map(|n| StackId::from_name(n)).collect();
         let core: Vec<String> = ids
@@ -198,6 +209,17 @@ impl Plan {
         let pools = ids.iter().any(|i| i.pool().is_some());
         (!core.is_empty() && pools).then_some(core)
     }
+}
+
+/// Outputs of `old` that `new` no longer has.
+pub fn removed_outputs(old: &Value, new: &Value) -> Vec<String> {
+    let keys = |t: &Value| -> BTreeSet<String> {
+        t.get("Outputs")
+            .and_then(Value::as_object)
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default()
+    };
+    keys(old).difference(&keys(new)).cloned().collect()
 }
 
 /// A nested stack of the root: its logical id, name and template key.

@@ -650,13 +650,20 @@ pub fn render(
         // its own cloud-config and node config, the node agent, and the ciphertexts of
         // its own secrets; `{pool}` is the pool's name. Snapshots are the etcd role's
         // alone, the add-ons bundle the controllers'.
+        // The hash is spelled out as HASH_LEN `?`s (IAM matches `?` as one character), so
+        // pool `general` cannot read pool `general-gpu`'s objects.
+        let hash = "?".repeat(HASH_LEN);
         let reads = |role: &str, secrets: &[String], extra: &[&str]| {
             let mut v = vec![
-                format!("userdata/{role}-*"),
-                format!("nodeconfig/{role}-*"),
+                format!("userdata/{role}-{hash}.yaml"),
+                format!("nodeconfig/{role}-{hash}.json"),
                 "bin/*".to_string(),
             ];
-            v.extend(secrets.iter().map(|f| format!("credentials/{f}-*")));
+            v.extend(
+                secrets
+                    .iter()
+                    .map(|f| format!("credentials/{f}-{hash}.enc")),
+            );
             v.extend(extra.iter().map(|x| x.to_string()));
             v
         };

@@ -12,7 +12,7 @@ use crate::node::config::{
 use crate::node::manifests;
 
 /// How long a node waits for what it needs (the init lock, Ready, etcd health) before
-/// it signals FAILURE: well inside the 20-minute CreationPolicy timeout.
+/// it signals FAILURE: well inside the 30-minute CreationPolicy timeout of controllers and workers (20 minutes for etcd).
 pub const READY_TIMEOUT_SECONDS: u64 = 600;
 
 pub(crate) fn build(

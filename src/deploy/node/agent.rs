@@ -20,6 +20,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+/// How long a node waits for what other stacks create at the same time (an etcd quorum,
+/// the API endpoint's name): the etcd members boot one after another, several minutes
+/// each. Inside the 30-minute signal timeout of the node's group.
+const WAIT_FOR_OTHERS: Duration = Duration::from_secs(20 * 60);
+
 #[derive(Debug, Clone)]
 pub struct Options {
     pub root: PathBuf,
@@ -281,12 +286,52 @@ impl Agent {
         Ok((Some(alive), serving))
     }
 
+    /// The deadline of the node's own steps (the node config's readyTimeoutSeconds).
     fn deadline(&self) -> Instant {
         Instant::now() + Duration::from_secs(self.cfg.ready_timeout_seconds)
     }
 
+    /// Waits until the API endpoint's name resolves. Nodes boot while the control-plane
+    /// stack creates the load balancer and its Route 53 record, and a name looked up
+    /// before its record exists is cached as absent (RFC 2308) for up to the zone's SOA
+    /// TTL, 900 s in Route 53 (Route 53 Developer Guide, "SOA and NS records"); so each
+    /// miss flushes systemd-resolved's cache before the next try.
+    async fn wait_resolvable(&self) -> Result<()> {
+        let Some(k) = self.cfg.kubernetes.as_ref() else {
+            return Ok(());
+        };
+        let endpoint = k.control_plane_endpoint.clone();
+        let host = endpoint
+            .rsplit_once(':')
+            .map_or(endpoint.as_str(), |(h, _)| h);
+        let deadline = Instant::now() + WAIT_FOR_OTHERS;
+        let mut said: Option<Instant> = None;
+        loop {
+            if self.opts.resolve.iter().any(|(h, _)| h == host)
+                || tokio::net::lookup_host(endpoint.as_str()).await.is_ok()
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "the API endpoint {host} did not resolve within {}s\n  fix: check the control-plane stack's load balancer and Route 53 record",
+                    WAIT_FOR_OTHERS.as_secs()
+                );
+            }
+            if said.is_none_or(|t| t.elapsed() >= Duration::from_secs(30)) {
+                say(Phase::Kubeadm, &format!("waiting for {host} to resolve"));
+                said = Some(Instant::now());
+            }
+            // Best effort: an image without systemd-resolved has no negative cache to flush.
+            let _ = self.run(&argv(&["resolvectl", "flush-caches"]));
+            tokio::time::sleep(Duration::from_secs(10)).await;
+        }
+    }
+
     async fn control_plane(&self, key: &str, path: &str, init: &str, join: &str) -> Result<()> {
-        let deadline = self.deadline();
+        // Waiting for etcd has its own deadline: the members boot one after another
+        // while this controller boots too.
+        let deadline = Instant::now() + WAIT_FOR_OTHERS;
         let etcd = self.etcd_cluster()?;
         let me = &self.me.instance_id;
         let register = format!("{}{me}", plan::CONTROLLERS_PREFIX);
@@ -308,7 +353,7 @@ impl Agent {
                 bail!(
                     "no etcd member of {} answered healthy within {}s",
                     etcd.endpoints.join(", "),
-                    self.cfg.ready_timeout_seconds
+                    WAIT_FOR_OTHERS.as_secs()
                 );
             }
             if said.is_none_or(|t| t.elapsed() >= Duration::from_secs(30)) {
@@ -317,6 +362,8 @@ impl Agent {
             }
             tokio::time::sleep(Duration::from_secs(3)).await;
         }
+        self.wait_resolvable().await?;
+        let deadline = self.deadline();
         loop {
             let (created, value) = etcd.lock(key, me).await?;
             let (owner_alive, serving) = self.lock_seen(&etcd, value.as_deref()).await?;
@@ -859,6 +906,7 @@ impl Agent {
                 join,
             } => self.control_plane(lock_key, path, init, join).await,
             Action::Join { path, content } => {
+                self.wait_resolvable().await?;
                 self.write(path, 0o600, content.as_bytes())?;
                 self.run(&argv(&["kubeadm", "join", "--config", path]))
                     .map(|_| ())

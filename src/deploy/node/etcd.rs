@@ -69,6 +69,9 @@ pub fn parse_members(v: &Value) -> Vec<Member> {
         .unwrap_or_default()
 }
 
+/// How long a KV request is retried (`Cluster::kv`).
+pub const KV_RETRY: Duration = Duration::from_secs(180);
+
 impl Cluster {
     /// A POST to the first member that answers.
     async fn post(&self, path: &str, body: Value) -> Result<Value> {
@@ -97,9 +100,30 @@ impl Cluster {
         bail!("no etcd member answered: {last}")
     }
 
+    /// A KV request, retried for up to `KV_RETRY`: a cluster that grows from one member
+    /// to two accepts no writes until the second starts ("If adding a new member to a
+    /// 1-node cluster, the cluster cannot make progress before the new member starts",
+    /// https://etcd.io/docs/v3.5/op-guide/runtime-configuration/), and controllers now
+    /// boot while the members join. Every KV call here is safe to repeat: a put writes the
+    /// same value, and a create-if-absent or compare-and-swap that did succeed is seen
+    /// as this node's own value by `plan::decide`.
+    async fn kv(&self, path: &str, body: Value) -> Result<Value> {
+        let deadline = Instant::now() + KV_RETRY;
+        loop {
+            match self.post(path, body.clone()).await {
+                Ok(v) => return Ok(v),
+                Err(e) if Instant::now() < deadline => {
+                    eprintln!("{e:#} (retrying in 3 s)");
+                    tokio::time::sleep(Duration::from_secs(3)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// A KV transaction (`/v3/kv/txn`).
     pub async fn txn(&self, body: Value) -> Result<Value> {
-        self.post("/v3/kv/txn", body).await
+        self.kv("/v3/kv/txn", body).await
     }
 
     /// Create-if-absent: (created, the value now).
@@ -137,7 +161,7 @@ impl Cluster {
     }
 
     pub async fn put(&self, key: &str, value: &str) -> Result<()> {
-        self.post("/v3/kv/put", json!({"key": b64(key), "value": b64(value)}))
+        self.kv("/v3/kv/put", json!({"key": b64(key), "value": b64(value)}))
             .await
             .map(|_| ())
     }
