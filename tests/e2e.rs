@@ -190,7 +190,7 @@ async fn full_flow_on_the_emulator() {
     let encs: Vec<&String> = objs.keys().filter(|k| k.ends_with(".enc")).collect();
     assert_eq!(
         (stacks_n, configs, encs.len()),
-        (5, 3, 16),
+        (5, 3, 17),
         "{:?}",
         objs.keys()
     );

@@ -1193,6 +1193,35 @@ fn nodes_boot_in_order_one_controller_inits_and_failures_signal_at_once() {
     assert_eq!(state("csr-own"), "Approved");
     assert_eq!(state("csr-foreign-ip"), Value::Null);
     assert_eq!(state("csr-no-instance"), Value::Null);
+
+    // Bootstrap token rotation (kube-aws-token.timer): the token `up` published has no
+    // Secret in this API, so a fresh one is created and published; the next run reads
+    // the published token back from S3 (KMS) and finds its Secret valid for 24 h.
+    let rotate = || {
+        let o = agent(&bed, &a, &["rotate-token"], None)
+            .output()
+            .expect("rotate-token");
+        assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
+        text(&o.stdout)
+    };
+    let first = rotate();
+    let id = first
+        .strip_prefix("bootstrap token ")
+        .and_then(|r| r.split(' ').next())
+        .unwrap_or_else(|| panic!("{first}"))
+        .to_string();
+    assert!(first.contains("created (expires "), "{first}");
+    let secret = fake
+        .object(&format!(
+            "/api/v1/namespaces/kube-system/secrets/bootstrap-token-{id}"
+        ))
+        .expect("the token's Secret");
+    assert_eq!(secret["type"], "bootstrap.kubernetes.io/token");
+    let second = rotate();
+    assert!(
+        second.starts_with(&format!("bootstrap token {id} is valid until ")),
+        "{second}"
+    );
     drop(kill);
 }
 

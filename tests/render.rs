@@ -1215,7 +1215,13 @@ fn node_roles_read_and_decrypt_only_their_own_secrets() {
         .iter()
         .map(|f| {
             let fp = &creds().fingerprints[f];
-            (f.clone(), format!("{p}/{}", render::secret_key(f, fp)))
+            // The bootstrap token nodes read is the one the controllers publish.
+            let rel = if f == "kubelet-bootstrap-token" {
+                kube_aws::model::ids::BOOTSTRAP_TOKEN_CURRENT.to_string()
+            } else {
+                render::secret_key(f, fp)
+            };
+            (f.clone(), format!("{p}/{rel}"))
         })
         .chain([
             (
@@ -1346,4 +1352,30 @@ fn node_roles_read_and_decrypt_only_their_own_secrets() {
         "{other}"
     );
     assert_eq!(can("kubelet-bootstrap-token", "worker"), (true, true));
+    // Only controllers publish a rotated token: encrypt under its context, write its key.
+    let current = bucket_arn(&format!(
+        "{p}/{}",
+        kube_aws::model::ids::BOOTSTRAP_TOKEN_CURRENT
+    ));
+    for (role, t, res, _) in &roles {
+        let st = statements(t, res);
+        let put = evaluate(&st, &Request::new("s3:PutObject", &current)) == Decision::Allow;
+        let enc = evaluate(
+            &st,
+            &Request::new("kms:Encrypt", &cfg.kms_key_arn)
+                .with("kms:EncryptionContext:cluster", &[&cfg.cluster_name])
+                .with("kms:EncryptionContext:file", &["kubelet-bootstrap-token"]),
+        ) == Decision::Allow;
+        let other = evaluate(
+            &st,
+            &Request::new("kms:Encrypt", &cfg.kms_key_arn)
+                .with("kms:EncryptionContext:cluster", &[&cfg.cluster_name])
+                .with("kms:EncryptionContext:file", &["ca-key.pem"]),
+        ) == Decision::Allow;
+        assert_eq!(
+            (put, enc, other),
+            (*role == "controller", *role == "controller", false),
+            "{role}"
+        );
+    }
 }

@@ -203,6 +203,43 @@ pub async fn ssm_parameter(sdk: &SdkConfig, name: &str) -> Result<Option<String>
     }
 }
 
+/// KMS Encrypt under the context `{cluster, file}` (the one nodes decrypt with).
+pub async fn encrypt(
+    sdk: &SdkConfig,
+    key_arn: &str,
+    plaintext: &[u8],
+    cluster: &str,
+    file: &str,
+) -> Result<Vec<u8>> {
+    let out = super::kms(sdk)
+        .encrypt()
+        .key_id(key_arn)
+        .plaintext(Blob::new(plaintext.to_vec()))
+        .encryption_context("cluster", cluster)
+        .encryption_context("file", file)
+        .send()
+        .await
+        .map_err(|e| anyhow!("KMS Encrypt of {file}: {}", super::describe(&e)))?;
+    out.ciphertext_blob()
+        .map(|b| b.as_ref().to_vec())
+        .ok_or_else(|| anyhow!("KMS Encrypt of {file} returned no ciphertext"))
+}
+
+/// Writes one object (server-side encrypted), replacing what is there.
+pub async fn put_object(sdk: &SdkConfig, bucket: &str, key: &str, body: Vec<u8>) -> Result<()> {
+    super::s3(sdk)
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(body.into())
+        .content_type("application/octet-stream")
+        .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::Aes256)
+        .send()
+        .await
+        .map_err(|e| anyhow!("writing s3://{bucket}/{key}: {}", super::describe(&e)))?;
+    Ok(())
+}
+
 /// One object's bytes from S3.
 pub async fn get_object(sdk: &SdkConfig, bucket: &str, key: &str) -> Result<Vec<u8>> {
     let out = super::s3(sdk)

@@ -44,6 +44,12 @@ Secrets are shown by the S3 key of their ciphertext; the bootstrap token as a pl
         after_help = "Example:\n  kube-aws node addons            # as kube-aws-addons.service runs it"
     )]
     Addons(TimeoutArgs),
+    /// Create a fresh bootstrap token before the published one nears its expiry, and
+    /// publish it KMS-encrypted for joining nodes (controllers; run by kube-aws-token.timer).
+    #[command(
+        after_help = "Example:\n  kube-aws node rotate-token      # as kube-aws-token.service runs it"
+    )]
+    RotateToken(TimeoutArgs),
     /// etcd members: the steps of `kube-aws etcd restore` (run through SSM).
     #[command(subcommand)]
     Etcd(NodeEtcdCommand),
@@ -208,6 +214,11 @@ pub fn run(cli: &Cli, cmd: &NodeCommand) -> Result {
                 .apply_addons_bundle(Duration::from_secs(t.timeout))
                 .await?;
             println!("{said}");
+            Ok(())
+        }),
+        NodeCommand::RotateToken(t) => super::up::runtime()?.block_on(async {
+            let agent = agent(&t.node).await?;
+            println!("{}", agent.rotate_token().await?);
             Ok(())
         }),
         NodeCommand::Drain(d) => super::up::runtime()?.block_on(async {

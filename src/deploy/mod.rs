@@ -87,6 +87,21 @@ pub async fn prepare_uploads(
             content_type: "application/octet-stream",
         });
     }
+    // The bootstrap token nodes read: the local one only until the controllers
+    // rotate it, so it is written once (sync never replaces a present key).
+    let token_enc = envelope::enc_path(&cdir, crate::pki::spec::BOOTSTRAP_TOKEN);
+    if token_enc.exists() {
+        uploads.push(Upload {
+            key: format!(
+                "{}/{}",
+                model.s3_prefix,
+                crate::model::ids::BOOTSTRAP_TOKEN_CURRENT
+            ),
+            body: std::fs::read(&token_enc)
+                .with_context(|| format!("reading {}", token_enc.display()))?,
+            content_type: "application/octet-stream",
+        });
+    }
     let needles = envelope::secret_needles(&cdir)
         .with_context(|| format!("reading the secrets in {}", cdir.display()))?;
     aws::s3::refuse_secrets(&uploads, &needles)?;

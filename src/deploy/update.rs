@@ -402,6 +402,12 @@ pub async fn apply(
             format!("{}/{rel}", assets_base_url(sdk, model))
         }
     };
+    // The targeted root is built here from the rendered and the deployed roots: it is
+    // checked like every rendered asset (prepare_uploads).
+    let cdir = cluster_dir.join(crate::pki::CREDENTIALS_DIR);
+    let needles = crate::pki::envelope::secret_needles(&cdir)
+        .with_context(|| format!("reading the secrets in {}", cdir.display()))?;
+    aws::s3::refuse_secrets(&uploads, &needles)?;
     let total = uploads.len() + assets.binaries.len();
     let (sent, kept) = upload(sdk, model, uploads, &assets.binaries).await?;
     println!("S3: uploaded {sent} changed object(s) of {total} ({kept} already there)");

@@ -9,6 +9,9 @@ pub const SNAPSHOT_PREFIX: &str = "etcd-snapshots";
 pub const FIELD_MANAGER: &str = "kube-aws";
 /// Hex digits of a content hash in an S3 key (`stacks/<stem>-<16 hex>.json`).
 pub const HASH_LEN: usize = 16;
+/// The bootstrap token joining nodes read, under the cluster prefix: written once by
+/// `up` from credentials/ (if absent), then replaced by the controllers' rotation.
+pub const BOOTSTRAP_TOKEN_CURRENT: &str = "credentials/kubelet-bootstrap-token-current.enc";
 /// The asset manifest under the cluster prefix (deploy::manifest).
 pub const MANIFEST_FILE: &str = "kube-aws-manifest.json";
 
@@ -29,6 +32,7 @@ pub fn exported() -> serde_json::Value {
         "lifecycle_hook": LIFECYCLE_HOOK,
         "snapshot_prefix": SNAPSHOT_PREFIX,
         "hash_len": HASH_LEN,
+        "bootstrap_token_current": BOOTSTRAP_TOKEN_CURRENT,
         "tag": {
             "cluster": tag::CLUSTER,
             "pool": tag::POOL,

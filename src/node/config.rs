@@ -108,6 +108,10 @@ pub struct KubernetesNode {
     /// does not depend on the add-ons, so switching them rolls no node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub addons_parameter: Option<String>,
+    /// Controllers: the KMS key that encrypts a rotated bootstrap token before it is
+    /// published at `model::ids::BOOTSTRAP_TOKEN_CURRENT` (node::token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_kms_key: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

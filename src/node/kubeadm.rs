@@ -347,9 +347,10 @@ pub fn init(k: &KubernetesNode, obs: &Observed) -> InitConfiguration {
         kind: "InitConfiguration".into(),
         bootstrap_tokens: vec![BootstrapToken {
             token: obs.bootstrap_token.clone(),
-            ttl: "0s".into(),
+            // A lifetime, not forever: the controllers rotate it (node::token).
+            ttl: super::token::INIT_TTL.into(),
             usages: vec!["signing".into(), "authentication".into()],
-            groups: vec!["system:bootstrappers:kubeadm:default-node-token".into()],
+            groups: vec![super::token::NODE_GROUP.into()],
             description: "kube-aws: nodes join with it (credentials/kubelet-bootstrap-token)"
                 .into(),
         }],
@@ -427,6 +428,7 @@ mod tests {
             cluster_addons: None,
             vpc_cni: None,
             addons_parameter: None,
+            token_kms_key: None,
         }
     }
 

@@ -15,3 +15,4 @@ pub mod etcd;
 pub mod kubeadm;
 pub mod manifests;
 pub mod plan;
+pub mod token;

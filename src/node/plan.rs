@@ -350,7 +350,11 @@ pub fn plan(cfg: &NodeConfig, obs: &Observed) -> Vec<Step> {
     }
     // The agent's own units, defined in the role's cloud-config.
     let units: &[&str] = match cfg.role {
-        Role::Controller => &["kube-aws-addons.timer", "kube-aws-csr-approver.service"],
+        Role::Controller => &[
+            "kube-aws-addons.timer",
+            "kube-aws-csr-approver.service",
+            "kube-aws-token.timer",
+        ],
         Role::Worker => &["kube-aws-node-watch.service"],
         Role::Etcd => &[],
     };

@@ -272,9 +272,15 @@ fn role_files(
             .iter()
             .map(|(f, d)| {
                 let fp = creds.fingerprints.get(*f).ok_or_else(|| missing(f))?;
+                // The bootstrap token rotates: nodes read the one currently published.
+                let rel = if *f == crate::pki::spec::BOOTSTRAP_TOKEN {
+                    crate::model::ids::BOOTSTRAP_TOKEN_CURRENT.to_string()
+                } else {
+                    secret_key(f, fp)
+                };
                 Ok(SecretFile {
                     name: f.to_string(),
-                    key: format!("{prefix}/{}", secret_key(f, fp)),
+                    key: format!("{prefix}/{rel}"),
                     dest: d.to_string(),
                 })
             })
@@ -659,11 +665,13 @@ pub fn render(
                 format!("nodeconfig/{role}-{hash}.json"),
                 "bin/*".to_string(),
             ];
-            v.extend(
-                secrets
-                    .iter()
-                    .map(|f| format!("credentials/{f}-{hash}.enc")),
-            );
+            v.extend(secrets.iter().map(|f| {
+                if f == crate::pki::spec::BOOTSTRAP_TOKEN {
+                    crate::model::ids::BOOTSTRAP_TOKEN_CURRENT.to_string()
+                } else {
+                    format!("credentials/{f}-{hash}.enc")
+                }
+            }));
             v.extend(extra.iter().map(|x| x.to_string()));
             v
         };

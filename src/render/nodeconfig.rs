@@ -112,6 +112,7 @@ pub(crate) fn build(
             ),
         }),
         addons_parameter: (role == Role::Controller).then(|| ctx.addons.parameter.clone()),
+        token_kms_key: (role == Role::Controller).then(|| cfg.kms_key_arn.clone()),
         vpc_cni: (cfg.cni.provider == CniProvider::AmazonVpc).then(|| VpcCni {
             credential_provider: manifests::ECR_PROVIDER
                 .iter()

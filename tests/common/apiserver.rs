@@ -316,6 +316,19 @@ fn respond(
                     {"type": "NamesAccepted", "status": "True"},
                     {"type": "Established", "status": "True"}]});
             }
+            // A Secret's stringData is write-only: the API server merges it into data,
+            // base64-encoded, and never returns it (Secret v1 API reference, stringData).
+            if sent["kind"] == "Secret"
+                && let Some(Value::Object(sd)) =
+                    sent.as_object_mut().and_then(|o| o.remove("stringData"))
+            {
+                use base64::Engine;
+                for (k, v) in sd {
+                    let b = base64::engine::general_purpose::STANDARD
+                        .encode(v.as_str().unwrap_or_default());
+                    sent["data"][k] = Value::from(b);
+                }
+            }
             if !dry {
                 st.objects.insert(path, sent.clone());
             }

@@ -186,6 +186,79 @@ impl Agent {
     /// apply` uses: server-side, field manager `kube-aws`, in the bundle's stages. Applied
     /// within the hour with the same pointer: nothing to do; hourly, the same objects
     /// again, which undoes hand edits to fields kube-aws manages.
+    /// Rotates the bootstrap token (node::token): if the published one has no Secret or
+    /// expires within RENEW_BELOW_HOURS, creates a new token Secret, then publishes the
+    /// token KMS-encrypted at the fixed key joining nodes read. In that order, so the
+    /// published token always exists in the API.
+    pub async fn rotate_token(&self) -> Result<String> {
+        use crate::node::token;
+        use k8s_openapi::api::core::v1::Secret;
+        let kms_key = self
+            .cfg
+            .kubernetes
+            .as_ref()
+            .and_then(|k| k.token_kms_key.clone())
+            .ok_or_else(|| anyhow!("this node config has no token KMS key: `kube-aws node rotate-token` runs on controllers"))?;
+        let file = crate::pki::spec::BOOTSTRAP_TOKEN;
+        let key = format!(
+            "{}/{}",
+            self.cfg.prefix,
+            crate::model::ids::BOOTSTRAP_TOKEN_CURRENT
+        );
+        let published = String::from_utf8(self.decrypt(file, &key).await?)
+            .map_err(|_| anyhow!("s3://{}/{key} does not hold a token", self.cfg.bucket))?;
+        let (client, _) =
+            crate::deploy::addons::client(&self.path(plan::ADMIN_KUBECONFIG), None).await?;
+        let secrets: Api<Secret> = Api::namespaced(client, "kube-system");
+        let expiration = match token::token_id(&published) {
+            Some(id) => secrets
+                .get_opt(&format!("bootstrap-token-{id}"))
+                .await
+                .with_context(|| format!("reading the Secret of bootstrap token {id}"))?
+                .and_then(|s| s.data)
+                .and_then(|d| d.get("expiration").cloned())
+                .and_then(|b| String::from_utf8(b.0).ok()),
+            None => None,
+        };
+        let now = time::OffsetDateTime::now_utc();
+        if !token::needs_new(expiration.as_deref(), now) {
+            return Ok(format!(
+                "bootstrap token {} is valid until {}",
+                token::token_id(&published).unwrap_or("?"),
+                expiration.unwrap_or_default()
+            ));
+        }
+        let fresh = crate::pki::generate::bootstrap_token()
+            .map_err(|e| anyhow!("generating a bootstrap token: {e}"))?;
+        let body = token::secret(&fresh, now)
+            .ok_or_else(|| anyhow!("generated a malformed bootstrap token"))?;
+        let id = token::token_id(&fresh).unwrap_or_default().to_string();
+        secrets
+            .patch(
+                &format!("bootstrap-token-{id}"),
+                &PatchParams::apply(crate::model::ids::FIELD_MANAGER).force(),
+                &Patch::Apply(&body),
+            )
+            .await
+            .with_context(|| format!("creating the Secret of bootstrap token {id}"))?;
+        let blob = crate::aws::node::encrypt(
+            &self.sdk,
+            &kms_key,
+            fresh.as_bytes(),
+            &self.cfg.cluster,
+            file,
+        )
+        .await?;
+        crate::aws::node::put_object(&self.sdk, &self.cfg.bucket, &key, blob).await?;
+        Ok(format!(
+            "bootstrap token {id} created (expires {}), published at s3://{}/{key}",
+            body["stringData"]["expiration"]
+                .as_str()
+                .unwrap_or_default(),
+            self.cfg.bucket
+        ))
+    }
+
     pub async fn apply_addons_bundle(&self, timeout: Duration) -> Result<String> {
         let param = self
             .cfg
