@@ -52,7 +52,9 @@ pub struct Deletion {
 fn is_own_snapshot(rel: &str) -> bool {
     rel.strip_prefix(SNAPSHOT_PREFIX)
         .and_then(|r| r.strip_prefix('/'))
-        .is_some_and(|name| !name.contains('/') && name.ends_with(".db"))
+        .is_some_and(|name| {
+            !name.contains('/') && (name.ends_with(".db") || name.ends_with(".marker"))
+        })
 }
 
 /// Sorts every listed key under `prefix/` into deleted, kept or foreign. With no

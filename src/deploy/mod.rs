@@ -450,6 +450,30 @@ pub async fn destroy(
     let listed = aws::s3::list_keys(&s3, &model.s3_bucket, &model.s3_prefix).await?;
     let d = manifest::plan_deletion(&model.s3_prefix, own.as_ref(), &listed, purge_snapshots);
     let n = aws::s3::delete_keys(&s3, &model.s3_bucket, &d.delete).await?;
+    if d.snapshots_kept > 0 {
+        // A cluster created again here must not restore these by itself (node::etcd).
+        let ts = time::OffsetDateTime::now_utc()
+            .format(&time::format_description::parse(
+                "[year][month][day]T[hour][minute][second]Z",
+            )?)
+            .unwrap_or_default();
+        let key = format!(
+            "{}/{}/{}",
+            model.s3_prefix,
+            crate::node::etcd::SNAPSHOT_PREFIX,
+            crate::node::etcd::destroyed_marker(&ts)
+        );
+        aws::node::put_object(
+            sdk,
+            &model.s3_bucket,
+            &key,
+            format!(
+                "{name} was destroyed at {ts}; nodes do not restore older snapshots by themselves\n"
+            )
+            .into_bytes(),
+        )
+        .await?;
+    }
     println!(
         "Deleted {n} objects of {name} under s3://{}/{}/{}",
         model.s3_bucket,

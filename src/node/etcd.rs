@@ -212,6 +212,33 @@ pub fn latest_snapshot<'a>(keys: impl IntoIterator<Item = &'a str>) -> Option<St
         .map(str::to_string)
 }
 
+/// The marker `destroy` leaves beside the snapshots it keeps:
+/// `<prefix>/etcd-snapshots/destroyed-<UTC %Y%m%dT%H%M%SZ>.marker`.
+pub fn destroyed_marker(timestamp: &str) -> String {
+    format!("destroyed-{timestamp}.marker")
+}
+
+/// The snapshot a member restores by itself when every member lost its data: the
+/// newest one taken after the cluster was last destroyed. A cluster created again under
+/// the same name and prefix is a new cluster: it must not come up with the old one's
+/// data (`kube-aws etcd restore --snapshot KEY` still restores any snapshot on request).
+pub fn latest_restorable<'a>(keys: impl IntoIterator<Item = &'a str> + Clone) -> Option<String> {
+    let base = |k: &'a str| k.rsplit('/').next().unwrap_or(k);
+    let destroyed = keys
+        .clone()
+        .into_iter()
+        .filter_map(|k| {
+            base(k)
+                .strip_prefix("destroyed-")
+                .and_then(|r| r.strip_suffix(".marker"))
+        })
+        .max();
+    latest_snapshot(
+        keys.into_iter()
+            .filter(|k| destroyed.is_none_or(|d| base(k).trim_end_matches(".db") > d)),
+    )
+}
+
 /// Where the member's own volume appears, by its EBS identity. On Nitro instances the
 /// volume is an NVMe device whose serial is the volume id without its hyphen, and
 /// udev links it as `/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_<serial>`
@@ -379,6 +406,20 @@ mod tests {
             Some("c/etcd-snapshots/20261203T010000Z.db")
         );
         assert_eq!(latest_snapshot([]), None);
+        // After a destroy, only snapshots of the cluster created since are restored by
+        // themselves.
+        let mut after = keys.to_vec();
+        after.push("c/etcd-snapshots/destroyed-20261203T020000Z.marker");
+        assert_eq!(latest_restorable(after.iter().copied()), None);
+        after.push("c/etcd-snapshots/20261203T030000Z.db");
+        assert_eq!(
+            latest_restorable(after.iter().copied()).as_deref(),
+            Some("c/etcd-snapshots/20261203T030000Z.db")
+        );
+        assert_eq!(
+            latest_restorable(keys.iter().copied()).as_deref(),
+            Some("c/etcd-snapshots/20261203T010000Z.db")
+        );
     }
 
     #[test]

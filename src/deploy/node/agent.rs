@@ -729,7 +729,7 @@ impl Agent {
         } else if me.first && !has_data {
             let prefix = format!("{}/{}/", self.cfg.prefix, etcd::SNAPSHOT_PREFIX);
             let keys = crate::aws::node::list_keys(&self.sdk, &self.cfg.bucket, &prefix).await?;
-            etcd::latest_snapshot(keys.iter().map(String::as_str))
+            etcd::latest_restorable(keys.iter().map(String::as_str))
         } else {
             None
         };
