@@ -26,7 +26,7 @@ pub fn resolve(input: &[String], known: &[String]) -> Result<Vec<String>, Unknow
         if t.is_empty() {
             continue;
         }
-        let pool = format!("node-pool/{t}");
+        let pool = crate::model::stack_id::StackId::NodePool(t.to_string()).name();
         let name = if known.iter().any(|k| k == t) {
             t.to_string()
         } else if known.contains(&pool) {
