@@ -768,7 +768,10 @@ pub fn plan(i: &Inputs) -> Plan {
         )
         .filter(|w: &Vec<String>| !w.is_empty())
         .collect();
-    for s in stacks.iter().filter(|s| s.name.starts_with("node-pool/")) {
+    for s in stacks
+        .iter()
+        .filter(|s| StackId::from_name(&s.name).is_some_and(|i| i.pool().is_some()))
+    {
         if let Some(t) = new_templates.get(&s.name)
             && t.pointer("/Parameters/AmiId/Type")
                 .and_then(Value::as_str)

@@ -191,6 +191,8 @@ fn share(total: u32, n: usize, i: usize) -> u32 {
 pub struct PoolCtx {
     pub name: String,
     pub logical: String,
+    /// The pool stack's logical id in the root (StackId::logical_id).
+    pub stack_logical: String,
     pub instance_type: String,
     pub mixed: Option<MixedCtx>,
     pub subnets: Vec<String>,
@@ -222,7 +224,8 @@ pub struct PoolCtx {
     pub surge: bool,
     pub root_volume_size: u32,
     pub root_volume_type: String,
-    /// For the Sequential strategy: the root-stack logical id of the pool stack to wait for.
+    /// For the Sequential strategy: the root-stack logical id of the pool stack to wait for
+    /// (the previous pool's `stack_logical`).
     pub depends_on: Option<String>,
 }
 
@@ -410,6 +413,7 @@ fn pool_ctx(c: &Config, p: &NodePool, prev: Option<&str>) -> PoolCtx {
     PoolCtx {
         name: p.name.clone(),
         logical: logical(&p.name),
+        stack_logical: crate::model::stack_id::StackId::NodePool(p.name.clone()).logical_id(),
         instance_type: p
             .instance_type
             .clone()
@@ -462,7 +466,7 @@ fn pool_ctx(c: &Config, p: &NodePool, prev: Option<&str>) -> PoolCtx {
         root_volume_size: p.root_volume.size,
         root_volume_type: p.root_volume.volume_type.clone(),
         depends_on: if ru.strategy == RollingStrategy::Sequential {
-            prev.map(|l| format!("NodePool{l}"))
+            prev.map(str::to_string)
         } else {
             None
         },
@@ -579,7 +583,7 @@ pub fn build(c: &Config, m: &Model) -> Ctx {
     let mut prev: Option<String> = None;
     for p in &c.worker.node_pools {
         let ctx = pool_ctx(c, p, prev.as_deref());
-        prev = Some(ctx.logical.clone());
+        prev = Some(ctx.stack_logical.clone());
         pools.push(ctx);
     }
     let base_url = build_base_url(&m.s3_bucket, &m.region, &m.s3_prefix);
