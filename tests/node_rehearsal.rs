@@ -1204,7 +1204,20 @@ fn nodes_boot_in_order_one_controller_inits_and_failures_signal_at_once() {
         assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
         text(&o.stdout)
     };
+    // A token from before rotation (`ttl: 0s`): no expiration, so TokenCleaner would
+    // keep it forever.
+    let legacy = "/api/v1/namespaces/kube-system/secrets/bootstrap-token-abcdef";
+    fake.put(
+        legacy,
+        json!({"apiVersion": "v1", "kind": "Secret", "type": "bootstrap.kubernetes.io/token",
+            "metadata": {"name": "bootstrap-token-abcdef", "namespace": "kube-system"},
+            "data": {"token-id": "YWJjZGVm"}}),
+    );
     let first = rotate();
+    assert!(
+        fake.object(legacy).expect("legacy")["data"]["expiration"].is_string(),
+        "the legacy token got no expiration"
+    );
     let id = first
         .strip_prefix("bootstrap token ")
         .and_then(|r| r.split(' ').next())

@@ -79,7 +79,8 @@ pub fn plan_deletion(
         } else if is_own_snapshot(rel) {
             if purge_snapshots {
                 d.delete.push(key.clone());
-            } else {
+            } else if rel.ends_with(".db") {
+                // (A destroy marker is kept too, but is no snapshot.)
                 d.snapshots_kept += 1;
             }
         } else if match manifest {

@@ -413,6 +413,10 @@ pub async fn destroy(
                 .join(", ")
         );
     }
+    // Before the stack goes, so that a destroy detached with Ctrl-C leaves it too.
+    if !purge_snapshots && pre.snapshots_kept > 0 {
+        destroyed_marker(sdk, model, &listed).await?;
+    }
     if own.is_none() && !listed.is_empty() {
         eprintln!(
             "note: s3://{}/{}/ has no {}: deleting by kube-aws's key layout instead",
@@ -450,29 +454,9 @@ pub async fn destroy(
     let listed = aws::s3::list_keys(&s3, &model.s3_bucket, &model.s3_prefix).await?;
     let d = manifest::plan_deletion(&model.s3_prefix, own.as_ref(), &listed, purge_snapshots);
     let n = aws::s3::delete_keys(&s3, &model.s3_bucket, &d.delete).await?;
-    if d.snapshots_kept > 0 {
-        // A cluster created again here must not restore these by itself (node::etcd).
-        let ts = time::OffsetDateTime::now_utc()
-            .format(&time::format_description::parse(
-                "[year][month][day]T[hour][minute][second]Z",
-            )?)
-            .unwrap_or_default();
-        let key = format!(
-            "{}/{}/{}",
-            model.s3_prefix,
-            crate::node::etcd::SNAPSHOT_PREFIX,
-            crate::node::etcd::destroyed_marker(&ts)
-        );
-        aws::node::put_object(
-            sdk,
-            &model.s3_bucket,
-            &key,
-            format!(
-                "{name} was destroyed at {ts}; nodes do not restore older snapshots by themselves\n"
-            )
-            .into_bytes(),
-        )
-        .await?;
+    // A snapshot that landed while the stack went needs a later marker.
+    if d.snapshots_kept > pre.snapshots_kept {
+        destroyed_marker(sdk, model, &listed).await?;
     }
     println!(
         "Deleted {n} objects of {name} under s3://{}/{}/{}",
@@ -496,6 +480,47 @@ pub async fn destroy(
         );
     }
     leftovers(sdk, name).await
+}
+
+/// Leaves `etcd-snapshots/destroyed-<time>.marker` beside the kept snapshots, so that a
+/// cluster created again here never restores them by itself (node::etcd). Its time is
+/// the later of now and the newest snapshot's name: snapshot names come from the nodes'
+/// clocks, which this machine's may trail.
+async fn destroyed_marker(
+    sdk: &SdkConfig,
+    model: &Model,
+    listed: &std::collections::BTreeSet<String>,
+) -> Result<()> {
+    let now = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::parse(
+            "[year][month][day]T[hour][minute][second]Z",
+        )?)
+        .unwrap_or_default();
+    let newest = crate::node::etcd::latest_snapshot(listed.iter().map(String::as_str))
+        .and_then(|k| {
+            k.rsplit('/')
+                .next()
+                .map(|b| b.trim_end_matches(".db").to_string())
+        })
+        .unwrap_or_default();
+    let ts = now.max(newest);
+    let key = format!(
+        "{}/{}/{}",
+        model.s3_prefix,
+        crate::node::etcd::SNAPSHOT_PREFIX,
+        crate::node::etcd::destroyed_marker(&ts)
+    );
+    aws::node::put_object(
+        sdk,
+        &model.s3_bucket,
+        &key,
+        format!(
+            "{} was destroyed at {ts}; nodes do not restore older snapshots by themselves\n",
+            model.cluster_name
+        )
+        .into_bytes(),
+    )
+    .await
 }
 
 /// The etcd stack's private hosted zone (its `EtcdZoneId` output), if the stack exists.

@@ -223,6 +223,24 @@ fn respond(
             .into_response(),
         );
     }
+    // A namespaced list (`/api/v1/namespaces/NS/PLURAL`), field selectors ignored: the
+    // caller filters what it needs.
+    if method == Method::GET
+        && let ["namespaces", _, _plural] = rest.as_slice()
+        && !query.contains("watch=true")
+    {
+        let items: Vec<Value> = st
+            .objects
+            .iter()
+            .filter(|(p, _)| p.rsplit_once('/').map(|(dir, _)| dir) == Some(path.as_str()))
+            .map(|(_, v)| v.clone())
+            .collect();
+        return Some(
+            axum::Json(json!({"kind": "List", "apiVersion": "v1",
+                "metadata": {"resourceVersion": st.version.to_string()}, "items": items}))
+            .into_response(),
+        );
+    }
     // Eviction: a pod with no PodDisruptionBudget in the way is deleted, answered 201
     // (https://kubernetes.io/docs/concepts/scheduling-eviction/api-eviction/). A pod whose
     // annotation `test.kube-aws/pdb-blocks` counts down is refused with 429 until it

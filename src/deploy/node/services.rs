@@ -205,8 +205,15 @@ impl Agent {
             self.cfg.prefix,
             crate::model::ids::BOOTSTRAP_TOKEN_CURRENT
         );
-        let published = String::from_utf8(self.decrypt(file, &key).await?)
-            .map_err(|_| anyhow!("s3://{}/{key} does not hold a token", self.cfg.bucket))?;
+        // An unreadable published token (missing, or encrypted under a key since
+        // replaced) is replaced, or joins would stop working once it expires.
+        let published = match self.decrypt(file, &key).await {
+            Ok(b) => String::from_utf8(b).unwrap_or_default(),
+            Err(e) => {
+                eprintln!("the published bootstrap token cannot be read ({e:#}): replacing it");
+                String::new()
+            }
+        };
         let (client, _) =
             crate::deploy::addons::client(&self.path(plan::ADMIN_KUBECONFIG), None).await?;
         let secrets: Api<Secret> = Api::namespaced(client, "kube-system");
@@ -250,6 +257,39 @@ impl Agent {
         )
         .await?;
         crate::aws::node::put_object(&self.sdk, &self.cfg.bucket, &key, blob).await?;
+        // A token from before rotation (kube-aws used `ttl: 0s`) has no expiration, and
+        // TokenCleaner deletes only expired tokens: give it one TTL from now.
+        let all = secrets
+            .list(&ListParams::default().fields("type=bootstrap.kubernetes.io/token"))
+            .await
+            .context("listing bootstrap token Secrets")?;
+        for s in all.items {
+            let name = s.metadata.name.clone().unwrap_or_default();
+            let forever = s
+                .data
+                .as_ref()
+                .is_none_or(|d| !d.contains_key("expiration"));
+            if forever
+                && name.starts_with("bootstrap-token-")
+                && name != format!("bootstrap-token-{id}")
+            {
+                let expires = body["stringData"]["expiration"].clone();
+                let patch = serde_json::json!({
+                    "apiVersion": "v1", "kind": "Secret",
+                    "metadata": {"name": name, "namespace": "kube-system"},
+                    "stringData": {"expiration": expires},
+                });
+                secrets
+                    .patch(
+                        &name,
+                        &PatchParams::apply(crate::model::ids::FIELD_MANAGER).force(),
+                        &Patch::Apply(&patch),
+                    )
+                    .await
+                    .with_context(|| format!("giving {name} an expiration"))?;
+                eprintln!("{name} had no expiration: it now expires {expires}");
+            }
+        }
         Ok(format!(
             "bootstrap token {id} created (expires {}), published at s3://{}/{key}",
             body["stringData"]["expiration"]
