@@ -55,6 +55,30 @@ pub async fn get(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Option<Vec
     o.body.collect().await.ok().map(|b| b.into_bytes().to_vec())
 }
 
+/// The body of one object; None only when it does not exist (NoSuchKey), an error
+/// otherwise, so that a failed read is never taken for an absent object.
+pub async fn get_if_exists(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+) -> Result<Option<Vec<u8>>> {
+    match s3.get_object().bucket(bucket).key(key).send().await {
+        Ok(o) => Ok(Some(
+            o.body
+                .collect()
+                .await
+                .map_err(|e| anyhow::anyhow!("s3://{bucket}/{key}: {e}"))?
+                .into_bytes()
+                .to_vec(),
+        )),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
+        Err(e) => Err(anyhow::anyhow!(
+            "s3://{bucket}/{key}: {}",
+            super::describe(&e)
+        )),
+    }
+}
+
 /// Every key under `prefix/`.
 pub async fn list_keys(
     s3: &aws_sdk_s3::Client,

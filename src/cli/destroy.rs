@@ -9,6 +9,7 @@ use std::io::{BufRead, IsTerminal, Write};
 #[command(after_help = "Examples:
   kube-aws destroy                # asks for the cluster name first
   kube-aws destroy --force        # no question (CI)
+  kube-aws destroy --shared-prefix   # another cluster lives under this one's s3URI: delete only ours
 
 Deletes the root stack (and so every nested stack) and the S3 objects this cluster wrote
 (listed in <prefix>/kube-aws-manifest.json; other objects under the prefix stay); etcd

@@ -10,6 +10,7 @@ use std::path::PathBuf;
   kube-aws up                     # encrypt secrets, upload assets, create the stacks, watch
   kube-aws up --recreate          # a stack left in ROLLBACK_COMPLETE: delete it, create again
   kube-aws up --export out/       # write the rendered assets and stop, no AWS access
+  kube-aws up --refresh-ami       # creating again after destroy: pin the newest image, not the old one
 
 Creating a cluster pins the newest Ubuntu LTS image in ami.yaml (unless cluster.yaml sets
 amiId); commit it with cluster.yaml. `kube-aws update --refresh-ami` moves to a newer one.

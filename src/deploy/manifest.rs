@@ -105,12 +105,9 @@ fn key(model: &Model) -> String {
 /// The cluster's manifest, or None when it has none (yet).
 pub async fn read(sdk: &SdkConfig, model: &Model) -> Result<Option<Manifest>> {
     let k = key(model);
-    let s3 = aws::s3(sdk);
-    let keys = aws::s3::list_keys(&s3, &model.s3_bucket, &model.s3_prefix).await?;
-    if !keys.contains(&k) {
+    let Some(body) = aws::s3::get_if_exists(&aws::s3(sdk), &model.s3_bucket, &k).await? else {
         return Ok(None);
-    }
-    let body = aws::node::get_object(sdk, &model.s3_bucket, &k).await?;
+    };
     let m: Manifest = serde_json::from_slice(&body).map_err(|e| {
         anyhow!(
             "s3://{}/{k} is not a kube-aws manifest: {e}\n  fix: restore it from the bucket's versions, or delete it and run `kube-aws update` to write it again",

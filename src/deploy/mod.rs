@@ -89,14 +89,13 @@ pub async fn prepare_uploads(
     }
     // The bootstrap token nodes read: the local one only until the controllers
     // rotate it, so it is written once (sync never replaces a present key).
-    let token_enc = envelope::enc_path(&cdir, crate::pki::spec::BOOTSTRAP_TOKEN);
-    if token_enc.exists() {
+    let token = crate::pki::spec::BOOTSTRAP_TOKEN;
+    let token_enc = envelope::enc_path(&cdir, token);
+    if let Some(rel) = render::rotating_key(token)
+        && token_enc.exists()
+    {
         uploads.push(Upload {
-            key: format!(
-                "{}/{}",
-                model.s3_prefix,
-                crate::model::ids::BOOTSTRAP_TOKEN_CURRENT
-            ),
+            key: format!("{}/{rel}", model.s3_prefix),
             body: std::fs::read(&token_enc)
                 .with_context(|| format!("reading {}", token_enc.display()))?,
             content_type: "application/octet-stream",

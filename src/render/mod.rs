@@ -222,6 +222,13 @@ pub const SSM_AGENT_ACTIONS: &[&str] = &[
     "ssmmessages:OpenDataChannel",
 ];
 
+/// A secret nodes read at one fixed key instead of its content-hashed one, because the
+/// cluster replaces it: the bootstrap token, which the controllers rotate (node::token).
+pub fn rotating_key(file: &str) -> Option<&'static str> {
+    (file == crate::pki::spec::BOOTSTRAP_TOKEN)
+        .then_some(crate::model::ids::BOOTSTRAP_TOKEN_CURRENT)
+}
+
 /// S3 key, relative to the cluster prefix, of a secret's ciphertext.
 pub fn secret_key(file: &str, fingerprint: &str) -> String {
     format!(
@@ -272,12 +279,7 @@ fn role_files(
             .iter()
             .map(|(f, d)| {
                 let fp = creds.fingerprints.get(*f).ok_or_else(|| missing(f))?;
-                // The bootstrap token rotates: nodes read the one currently published.
-                let rel = if *f == crate::pki::spec::BOOTSTRAP_TOKEN {
-                    crate::model::ids::BOOTSTRAP_TOKEN_CURRENT.to_string()
-                } else {
-                    secret_key(f, fp)
-                };
+                let rel = rotating_key(f).map_or_else(|| secret_key(f, fp), str::to_string);
                 Ok(SecretFile {
                     name: f.to_string(),
                     key: format!("{prefix}/{rel}"),
@@ -656,8 +658,9 @@ pub fn render(
         // its own cloud-config and node config, the node agent, and the ciphertexts of
         // its own secrets; `{pool}` is the pool's name. Snapshots are the etcd role's
         // alone, the add-ons bundle the controllers'.
-        // The hash is spelled out as HASH_LEN `?`s (IAM matches `?` as one character), so
-        // pool `general` cannot read pool `general-gpu`'s objects.
+        // The hash is spelled out as HASH_LEN `?`s, so pool `general` cannot read pool
+        // `general-gpu`'s objects ("You can use wildcard characters (* and ?) within any
+        // ARN segment", IAM User Guide, IAM JSON policy elements: Resource).
         let hash = "?".repeat(HASH_LEN);
         let reads = |role: &str, secrets: &[String], extra: &[&str]| {
             let mut v = vec![
@@ -666,11 +669,8 @@ pub fn render(
                 "bin/*".to_string(),
             ];
             v.extend(secrets.iter().map(|f| {
-                if f == crate::pki::spec::BOOTSTRAP_TOKEN {
-                    crate::model::ids::BOOTSTRAP_TOKEN_CURRENT.to_string()
-                } else {
-                    format!("credentials/{f}-{hash}.enc")
-                }
+                rotating_key(f)
+                    .map_or_else(|| format!("credentials/{f}-{hash}.enc"), str::to_string)
             }));
             v.extend(extra.iter().map(|x| x.to_string()));
             v

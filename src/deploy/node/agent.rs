@@ -322,7 +322,8 @@ impl Agent {
                 say(Phase::Kubeadm, &format!("waiting for {host} to resolve"));
                 said = Some(Instant::now());
             }
-            // Best effort: an image without systemd-resolved has no negative cache to flush.
+            // Best effort: an image without systemd-resolved has no negative cache to flush
+            // (`resolvectl flush-caches`, resolvectl(1)).
             let _ = self.run(&argv(&["resolvectl", "flush-caches"]));
             tokio::time::sleep(Duration::from_secs(10)).await;
         }
