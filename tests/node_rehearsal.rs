@@ -724,6 +724,8 @@ fn nodes_boot_in_order_one_controller_inits_and_failures_signal_at_once() {
         "{join}"
     );
     assert!(join.contains("caCertHashes:\n    - sha256:"), "{join}");
+    // Workers boot with the control plane: kubeadm keeps retrying discovery this long.
+    assert!(join.contains("timeouts:\n  discovery: 15m0s"), "{join}");
 
     let signals: Vec<Value> = calls(&bed)
         .into_iter()

@@ -842,17 +842,7 @@ fn broker_iam_holds_under_policy_evaluation() {
         &t["Resources"]["BrokerRole"]["Properties"]["Policies"],
         &names,
     );
-    let mut role: Vec<serde_json::Value> = role
-        .as_array()
-        .expect("policies")
-        .iter()
-        .flat_map(|p| {
-            p["PolicyDocument"]["Statement"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-        })
-        .collect();
+    let mut role: Vec<serde_json::Value> = iam::statements(&role);
     // The managed policies attached to the role.
     let attached: Vec<&serde_json::Value> = t["Resources"]
         .as_object()
@@ -1177,16 +1167,8 @@ fn node_roles_read_and_decrypt_only_their_own_secrets() {
             r.get("ManagedPolicyArns").is_none(),
             "{role}: a managed policy grants what this test cannot see"
         );
-        r["Policies"]
-            .as_array()
-            .expect("policies")
-            .iter()
-            .flat_map(|p| {
-                p["PolicyDocument"]["Statement"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default()
-            })
+        iam::statements(&r["Policies"])
+            .into_iter()
             .filter(|s| {
                 let acts: Vec<String> = match &s["Action"] {
                     Value::String(a) => vec![a.clone()],

@@ -201,11 +201,20 @@ fn respond(
             .into_response(),
         );
     }
-    // A list of a core kind, cluster-wide, optionally with `fieldSelector=spec.nodeName=X`
-    // (pods of a node, as the drainer asks) — the list conventions of
+    // A list of a core kind, cluster-wide (`/api/v1/PLURAL`) or in one namespace
+    // (`/api/v1/namespaces/NS/PLURAL`), optionally with `fieldSelector=spec.nodeName=X`
+    // (pods of a node, as the drainer asks); other field selectors are ignored, the
+    // caller filters what it needs — the list conventions of
     // https://kubernetes.io/docs/reference/using-api/api-concepts/#collections.
-    if method == Method::GET && rest.len() == 1 && !query.contains("watch=true") {
-        let plural = rest[0];
+    let in_list = |p: &str| match rest.as_slice() {
+        [plural] => p.split('/').nth_back(1) == Some(*plural),
+        ["namespaces", _, _] => p.rsplit_once('/').map(|(d, _)| d) == Some(path.as_str()),
+        _ => false,
+    };
+    if method == Method::GET
+        && !query.contains("watch=true")
+        && matches!(rest.as_slice(), [_] | ["namespaces", _, _])
+    {
         let node = query
             .split('&')
             .find_map(|kv| kv.strip_prefix("fieldSelector=spec.nodeName%3D"))
@@ -213,26 +222,8 @@ fn respond(
         let items: Vec<Value> = st
             .objects
             .iter()
-            .filter(|(p, _)| p.split('/').nth_back(1) == Some(plural))
+            .filter(|(p, _)| in_list(p))
             .filter(|(_, v)| node.as_deref().is_none_or(|n| v["spec"]["nodeName"] == n))
-            .map(|(_, v)| v.clone())
-            .collect();
-        return Some(
-            axum::Json(json!({"kind": "List", "apiVersion": "v1",
-                "metadata": {"resourceVersion": st.version.to_string()}, "items": items}))
-            .into_response(),
-        );
-    }
-    // A namespaced list (`/api/v1/namespaces/NS/PLURAL`), field selectors ignored: the
-    // caller filters what it needs.
-    if method == Method::GET
-        && let ["namespaces", _, _plural] = rest.as_slice()
-        && !query.contains("watch=true")
-    {
-        let items: Vec<Value> = st
-            .objects
-            .iter()
-            .filter(|(p, _)| p.rsplit_once('/').map(|(dir, _)| dir) == Some(path.as_str()))
             .map(|(_, v)| v.clone())
             .collect();
         return Some(

@@ -49,6 +49,22 @@ impl Request {
     }
 }
 
+/// Every statement of a role's inline `Policies` (CloudFormation's list of
+/// `{PolicyName, PolicyDocument}`).
+pub fn statements(policies: &Value) -> Vec<Value> {
+    policies
+        .as_array()
+        .expect("policies")
+        .iter()
+        .flat_map(|p| {
+            p["PolicyDocument"]["Statement"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
 pub fn glob(pattern: &str, s: &str) -> bool {
     fn go(p: &[u8], s: &[u8]) -> bool {
         match (p.first(), s.first()) {
