@@ -1201,7 +1201,7 @@ fn node_roles_read_and_decrypt_only_their_own_secrets() {
             let rel = if f == "kubelet-bootstrap-token" {
                 kube_aws::model::ids::BOOTSTRAP_TOKEN_CURRENT.to_string()
             } else {
-                render::secret_key(f, fp)
+                kube_aws::model::names::secret_key(f, fp)
             };
             (f.clone(), format!("{p}/{rel}"))
         })

@@ -79,7 +79,7 @@ pub async fn prepare_uploads(
         let key = format!(
             "{}/{}",
             model.s3_prefix,
-            render::secret_key(&file, &envelope::sha256_hex(&plaintext))
+            crate::model::names::secret_key(&file, &envelope::sha256_hex(&plaintext))
         );
         uploads.push(Upload {
             key,

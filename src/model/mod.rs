@@ -2,6 +2,7 @@
 //! (names, SANs, etcd members, S3 locations). Pure: no I/O.
 
 pub mod ids;
+pub mod names;
 pub mod stack_id;
 
 use crate::config::Config;
@@ -101,7 +102,7 @@ impl Model {
                 .addons
                 .service_catalog
                 .enabled
-                .then(|| crate::addons::CATALOG_NAMESPACE.to_string()),
+                .then(|| names::CATALOG_NAMESPACE.to_string()),
             broker_namespace: c
                 .addons
                 .aws_service_broker

@@ -18,11 +18,19 @@ use inspect::CertInfo;
 use spec::{
     BOOTSTRAP_TOKEN, CaId, ENCRYPTION_CONFIG, LeafSpec, SERVICE_ACCOUNT, cert_file, key_file,
 };
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use store::{PUBLIC_MODE, SECRET_MODE, read_optional, write_atomic};
 use time::OffsetDateTime;
+
+/// What rendering needs from credentials/: certificate PEMs (public) and the sha256 of
+/// every secret's plaintext (its `.enc` is stored under a key named by it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Credentials {
+    pub public: BTreeMap<String, String>,
+    pub fingerprints: BTreeMap<String, String>,
+}
 
 pub const CREDENTIALS_DIR: &str = "credentials";
 pub const KUBECONFIG: &str = "kubeconfig";

@@ -280,15 +280,6 @@ pub struct AddonsCtx {
     pub bind_boundary: String,
 }
 
-/// Names of the broker's table and role: fixed, so manifests rendered before the stack
-/// exists can name them.
-pub fn broker_names(cluster: &str, broker_id: &str) -> (String, String) {
-    (
-        format!("kube-aws-{cluster}-{broker_id}-state"),
-        format!("kube-aws-{cluster}-{broker_id}"),
-    )
-}
-
 /// Characters of statements per managed policy: IAM's 6,144 less the document's frame.
 const MANAGED_POLICY_BUDGET: usize = 6_000;
 
@@ -310,11 +301,6 @@ pub fn chunk_statements(statements: &[serde_json::Value], budget: usize) -> Vec<
     out.iter()
         .map(|c| serde_json::to_string(c).unwrap_or_else(|_| "[]".into()))
         .collect()
-}
-
-/// Name of the managed policy that bounds the broker's binding users.
-pub fn boundary_name(cluster: &str, broker_id: &str) -> String {
-    format!("kube-aws-{cluster}-{broker_id}-boundary")
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -696,7 +682,7 @@ pub fn build(c: &Config, m: &Model) -> Ctx {
 
 fn addons_ctx(c: &Config) -> AddonsCtx {
     let b = &c.addons.aws_service_broker;
-    let (table, role_name) = broker_names(&c.cluster_name, &b.broker_id);
+    let (table, role_name) = crate::model::names::broker_names(&c.cluster_name, &b.broker_id);
     // The built-in catalog always parses (a unit test proves it).
     let cat = if b.enabled {
         crate::broker_catalog::Catalog::load(None).unwrap_or_default()
@@ -726,7 +712,7 @@ fn addons_ctx(c: &Config) -> AddonsCtx {
         table,
         role_name,
         broker_policies: chunk_statements(&policy, MANAGED_POLICY_BUDGET),
-        boundary_name: boundary_name(&c.cluster_name, &b.broker_id),
+        boundary_name: crate::model::names::boundary_name(&c.cluster_name, &b.broker_id),
         broker_emr: b.enabled && b.services.iter().any(|s| s == "emr"),
         bind_boundary: serde_json::to_string(&boundary).unwrap_or_else(|_| "[]".into()),
     }

@@ -126,13 +126,7 @@ impl AssetSet {
     }
 }
 
-/// What rendering needs from credentials/: certificate PEMs (public) and the sha256 of
-/// every secret's plaintext (its `.enc` is stored under a key named by it).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Credentials {
-    pub public: BTreeMap<String, String>,
-    pub fingerprints: BTreeMap<String, String>,
-}
+pub use crate::pki::Credentials;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
@@ -150,6 +144,8 @@ pub enum RenderError {
         "no kube-aws node binary for {arch}, which {who} runs on\n  fix: pass --node-binary-{arch} PATH with a kube-aws built for linux/{arch} (the running binary serves linux/amd64 only when it is one)"
     )]
     NoNodeBinary { arch: String, who: String },
+    #[error(transparent)]
+    Addons(#[from] crate::addons::AddonsError),
 }
 
 /// (credentials file, destination on the node) per role.
@@ -229,14 +225,6 @@ pub fn rotating_key(file: &str) -> Option<&'static str> {
         .then_some(crate::model::ids::BOOTSTRAP_TOKEN_CURRENT)
 }
 
-/// S3 key, relative to the cluster prefix, of a secret's ciphertext.
-pub fn secret_key(file: &str, fingerprint: &str) -> String {
-    format!(
-        "credentials/{file}-{}.enc",
-        &fingerprint[..HASH_LEN.min(fingerprint.len())]
-    )
-}
-
 #[derive(Serialize)]
 pub(crate) struct PublicFile {
     pub(crate) dest: String,
@@ -279,7 +267,8 @@ fn role_files(
             .iter()
             .map(|(f, d)| {
                 let fp = creds.fingerprints.get(*f).ok_or_else(|| missing(f))?;
-                let rel = rotating_key(f).map_or_else(|| secret_key(f, fp), str::to_string);
+                let rel = rotating_key(f)
+                    .map_or_else(|| crate::model::names::secret_key(f, fp), str::to_string);
                 Ok(SecretFile {
                     name: f.to_string(),
                     key: format!("{prefix}/{rel}"),
