@@ -18,7 +18,7 @@ use std::collections::BTreeSet;
 pub use crate::model::ids::MANIFEST_FILE as FILE;
 
 /// First path segments a cluster rendered before the manifest existed wrote under
-/// (render::secret_key, the Renderer's asset keys, NodeBinary::rel_key): what `destroy`
+/// (model::names::secret_key, the Renderer's asset keys, NodeBinary::rel_key): what `destroy`
 /// deletes for such a cluster.
 const LEGACY_DIRS: &[&str] = &[
     "stacks",
