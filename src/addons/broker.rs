@@ -1,4 +1,5 @@
-//! The AWS service broker add-on: its namespace, and the ClusterServiceBroker naming it.
+//! The AWS service broker add-on: its namespace, service account, AWS config (the role it
+//! assumes), Deployment and Service, and the ClusterServiceBroker naming it.
 
 use super::crds::GROUP;
 use super::{hardened_container, labels};

@@ -1,4 +1,6 @@
-//! The Service Catalog add-on: its namespace, CRDs and the controller's RBAC.
+//! The Service Catalog add-on: its namespace and CRDs, the controller-manager's and the
+//! webhook's service accounts, RBAC and Deployments, the webhook's Service and its v1
+//! mutating and validating configurations.
 
 use super::crds::{GROUP, KINDS, crd};
 use super::{hardened_container, labels};

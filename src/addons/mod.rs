@@ -17,8 +17,7 @@ pub mod bundle;
 pub mod catalog;
 pub mod crds;
 
-pub use bundle::{BROKER_BASIC_USER, Bundle, Fill, SecretDoc, bundle, describe, pointer_parameter};
-pub use crds::{GROUP, KINDS};
+pub use bundle::{Bundle, Fill, SecretDoc, bundle, describe, pointer_parameter};
 
 /// What building the add-ons can fail on.
 #[derive(Debug, thiserror::Error)]
